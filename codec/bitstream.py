@@ -1,0 +1,115 @@
+"""The .vqb file: one image's token grid, entropy coded. Layout documented in docs/bitstream.md.
+
+    offset size field
+    0      4    magic b"SNVQ"
+    4      1    version (1)
+    5      1    log2 of the codebook level K
+    6      2    image width  (uint16, little-endian)
+    8      2    image height (uint16)
+    10     4    model checksum: first 4 bytes of sha256 over the tokenizer and levels files
+    14     n    payload: the ANS-coded indices in raster order, 32-bit little-endian words
+    14+n   4    CRC32 of bytes 0 .. 14+n-1
+
+The grid shape follows from the image size and the factor 16; the symbol count from the grid.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
+from .tokens import TokenGrid
+
+MAGIC = b"SNVQ"
+VERSION = 1
+FACTOR = 16
+_HEADER = struct.Struct("<4sBBHH4s")
+HEADER_BYTES = _HEADER.size
+CRC_BYTES = 4
+MAX_SIDE = 65535
+
+
+class BitstreamError(ValueError):
+    """A .vqb file that cannot be decoded; the message says what is wrong."""
+
+
+@dataclass
+class BitstreamHeader:
+    version: int
+    level: int
+    width: int
+    height: int
+    model_checksum: bytes
+    payload_bytes: int
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return grid_shape_for(self.height, self.width)
+
+    def describe(self) -> dict:
+        h, w = self.grid_shape
+        return {"format": "simnet VQ bitstream", "version": self.version, "codebook": self.level,
+                "width": self.width, "height": self.height, "grid": f"{h}x{w}", "tokens": h * w,
+                "model_checksum": self.model_checksum.hex(), "payload_bytes": self.payload_bytes,
+                "file_bytes": HEADER_BYTES + self.payload_bytes + CRC_BYTES}
+
+
+def grid_shape_for(height: int, width: int) -> tuple[int, int]:
+    return (-(-height // FACTOR), -(-width // FACTOR))
+
+
+def level_code(level: int) -> int:
+    code = int(level).bit_length() - 1
+    if level < 2 or 1 << code != level:
+        raise ValueError(f"codebook level must be a power of two >= 2, got {level}")
+    return code
+
+
+def write_bitstream(grid: TokenGrid, prior: Prior, model_checksum: bytes) -> bytes:
+    height, width = grid.image_size
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
+        raise ValueError(f"image size {width}x{height} does not fit the bitstream (max {MAX_SIDE})")
+    if grid.shape != grid_shape_for(height, width):
+        raise ValueError(f"grid {grid.shape} does not match image size {width}x{height}")
+    if prior.size != grid.level:
+        raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
+    header = _HEADER.pack(MAGIC, VERSION, level_code(grid.level), width, height, model_checksum[:4])
+    body = header + encode_symbols(grid.indices.ravel(), prior)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read_header(data: bytes) -> BitstreamHeader:
+    if len(data) < HEADER_BYTES + CRC_BYTES:
+        raise BitstreamError(f"truncated: {len(data)} bytes, a bitstream has at least "
+                             f"{HEADER_BYTES + CRC_BYTES}")
+    magic, version, code, width, height, checksum = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise BitstreamError(f"wrong magic {magic!r}: not a simnet .vqb file")
+    if version != VERSION:
+        raise BitstreamError(f"unsupported bitstream version {version} (this simnet reads {VERSION})")
+    (crc,) = struct.unpack_from("<I", data, len(data) - CRC_BYTES)
+    if zlib.crc32(data[: len(data) - CRC_BYTES]) != crc:
+        raise BitstreamError("CRC mismatch: the file is corrupted or truncated")
+    if not 1 <= code <= 16:
+        raise BitstreamError(f"codebook level 2^{code} is out of range")
+    if width == 0 or height == 0:
+        raise BitstreamError(f"empty image size {width}x{height}")
+    return BitstreamHeader(version, 1 << code, width, height, checksum,
+                           len(data) - HEADER_BYTES - CRC_BYTES)
+
+
+def read_bitstream(data: bytes, prior_for_level) -> tuple[BitstreamHeader, TokenGrid]:
+    """Parse and decode; `prior_for_level(K)` returns the Prior (or raises BitstreamError)."""
+    header = read_header(data)
+    prior = prior_for_level(header.level)
+    h, w = header.grid_shape
+    payload = data[HEADER_BYTES: len(data) - CRC_BYTES]
+    try:
+        symbols = decode_symbols(payload, h * w, prior)
+    except EntropyError as e:
+        raise BitstreamError(str(e)) from None
+    return header, TokenGrid(symbols.reshape(h, w), header.level, (header.height, header.width))

@@ -1,0 +1,126 @@
+"""Saving and loading tokenizer weights, safely (no pickle).
+
+Our own weights: a safetensors file whose metadata holds the TokenizerConfig as JSON. Tensors are
+stored in float16 to keep shipped files small; they are widened to float32 on load.
+
+Real taming-transformers checkpoints: a Lightning `.ckpt` (a dict with `state_dict`) and its
+config YAML (`model.params.ddconfig`, `n_embed`, `embed_dim`). They load with
+`torch.load(weights_only=True)`; keys outside the VQModel layout (the loss and discriminator,
+`loss.*`) are ignored, and any missing or mis-shaped layout key is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .tokenizer import TokenizerConfig, VQModel
+
+LAYOUT_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.embedding.weight")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used; the message names the file and the problem."""
+
+
+def file_checksum(path: Path) -> str:
+    """sha256 of a file, hex; reports cite it so a figure names the exact weights."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def layout_state_dict(model: VQModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith(LAYOUT_PREFIXES)}
+
+
+def save_tokenizer(model: VQModel, path: Path, info: dict | None = None) -> None:
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in layout_state_dict(model).items()}
+    meta = {"format": "simnet-tokenizer/1", "config": json.dumps(model.config.to_dict()),
+            "info": json.dumps(info or {})}
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _load_into(model: VQModel, state: dict[str, torch.Tensor], source: str) -> VQModel:
+    expected = layout_state_dict(model)
+    for key, ref in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{source}: missing weight '{key}'")
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise CheckpointError(f"{source}: weight '{key}' has shape {tuple(state[key].shape)}, "
+                                  f"the config says {tuple(ref.shape)}")
+    model.load_state_dict({k: state[k].float() for k in expected}, strict=False)
+    q = model.quantize
+    q.ema_sum.copy_(q.embedding.weight.data)
+    q.ema_count.fill_(1.0)
+    q.initialised.fill_(True)
+    return model.eval()
+
+
+def load_tokenizer(path: Path) -> tuple[VQModel, dict]:
+    """Our safetensors weights -> (model in eval mode, info dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a safetensors weights file ({e})") from None
+    if meta.get("format") != "simnet-tokenizer/1":
+        raise CheckpointError(f"{path}: not a simnet tokenizer (metadata format={meta.get('format')!r})")
+    try:
+        cfg = TokenizerConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad tokenizer config in metadata ({e})") from None
+    return _load_into(VQModel(cfg), state, str(path)), json.loads(meta.get("info", "{}"))
+
+
+def config_from_taming_yaml(path: Path) -> TokenizerConfig:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+        params = doc["model"]["params"]
+        dd = params["ddconfig"]
+        return TokenizerConfig(
+            ch=int(dd["ch"]), ch_mult=tuple(int(m) for m in dd["ch_mult"]),
+            num_res_blocks=int(dd["num_res_blocks"]),
+            attn_resolutions=tuple(int(r) for r in dd.get("attn_resolutions", [])),
+            resolution=int(dd["resolution"]), in_channels=int(dd.get("in_channels", 3)),
+            out_ch=int(dd.get("out_ch", 3)), z_channels=int(dd["z_channels"]),
+            embed_dim=int(params["embed_dim"]), n_embed=int(params["n_embed"]),
+            dropout=float(dd.get("dropout", 0.0)))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such config file") from None
+    except (KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{path}: not a taming VQGAN config (missing or bad {e})") from None
+
+
+def load_taming_checkpoint(ckpt_path: Path, config_path: Path) -> VQModel:
+    """A taming-transformers VQGAN (Lightning .ckpt + config yaml) -> VQModel in eval mode."""
+    cfg = config_from_taming_yaml(config_path)
+    try:
+        raw = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt_path}: no such checkpoint") from None
+    except Exception as e:  # torch raises several unrelated types for a corrupt or unsafe file
+        raise CheckpointError(f"{ckpt_path}: cannot be loaded safely ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120]})") from None
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt_path}: no state_dict inside")
+    return _load_into(VQModel(cfg), state, str(ckpt_path))

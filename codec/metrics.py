@@ -1,0 +1,80 @@
+"""Image quality metrics in plain torch: PSNR, SSIM and MS-SSIM.
+
+Defined as in Wang et al. (2003, 2004) with the usual constants (11x11 Gaussian window, sigma 1.5,
+K1 = 0.01, K2 = 0.03, the five MS-SSIM scale weights), on RGB images in [0, 1]. These serve the
+default install; pyiqa is an optional second opinion (simnet/metrics_backends.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] model space -> [0, 1]."""
+    return (x.clamp(-1, 1) + 1) / 2
+
+
+def quantize_8bit(x01: torch.Tensor) -> torch.Tensor:
+    """What a saved PNG holds: round to 0..255 and back to [0, 1]."""
+    return torch.round(x01.clamp(0, 1) * 255) / 255
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR in dB over all channels; x, y in [0, peak], shape (B, C, H, W)."""
+    mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(peak**2 / mse.clamp_min(1e-12))
+
+
+def _gaussian_1d(size: int, sigma: float, dtype, device) -> torch.Tensor:
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _ssim_components(x, y, g, c1, c2):
+    """SSIM and contrast-structure maps; the Gaussian window is applied as two 1-D passes over
+    the five moment images at once (x, y, x^2, y^2, xy)."""
+    channels = x.shape[1]
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    n = stack.shape[1]
+    blurred = F.conv2d(stack, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
+    blurred = F.conv2d(blurred, g.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    mu_x, mu_y, exx, eyy, exy = blurred.split(channels, dim=1)
+    sxx, syy, sxy = exx - mu_x**2, eyy - mu_y**2, exy - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return luminance * cs, cs
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image mean SSIM; x, y in [0, 1], (B, C, H, W), valid (unpadded) windows only."""
+    g = _gaussian_1d(window_size, sigma, x.dtype, x.device)
+    s, _ = _ssim_components(x, y, g, 0.01**2, 0.03**2)
+    return s.flatten(1).mean(1)
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image MS-SSIM over five scales. Images smaller than 161 px on a side use a window
+    shrunk to fit the coarsest scale, so small crops still get a value (as pytorch-msssim does)."""
+    levels = len(MS_SSIM_WEIGHTS)
+    smallest = min(x.shape[-2:]) // 2 ** (levels - 1)
+    if smallest < window_size:
+        window_size = max(3, smallest - (1 - smallest % 2))
+    g = _gaussian_1d(window_size, sigma, x.dtype, x.device)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=x.dtype, device=x.device)
+    values = []
+    for level in range(levels):
+        s, cs = _ssim_components(x, y, g, 0.01**2, 0.03**2)
+        if level < levels - 1:
+            values.append(torch.relu(cs.flatten(1).mean(1)))
+            pad = (0, x.shape[-1] % 2, 0, x.shape[-2] % 2)
+            x = F.avg_pool2d(F.pad(x, pad, mode="replicate"), 2)
+            y = F.avg_pool2d(F.pad(y, pad, mode="replicate"), 2)
+        else:
+            values.append(torch.relu(s.flatten(1).mean(1)))
+    stacked = torch.stack(values, dim=1)
+    return torch.prod(stacked ** weights[None, :], dim=1)

@@ -1,0 +1,241 @@
+"""Packets: a token grid split into independently decodable pieces that fit an MTU.
+
+Tokens are first put in an interleaved order (a seeded pseudo-random permutation of the grid
+positions), so that a burst of lost packets becomes scattered lost tokens; each packet then
+carries a contiguous run of that order, entropy coded on its own with the level's prior.
+Wire format (little-endian; docs/bitstream.md):
+
+    offset size field
+    0      1    0xA1: packet format marker and version 1
+    1      1    bits 0-4: log2 of the codebook level K; bits 5-7: interleave mode
+    2      2    stream id
+    4      4    frame number
+    8      2    packet index
+    10     2    packet count
+    12     4    interleave seed
+    16     2    image width
+    18     2    image height
+    20     2    first position of this packet in the interleaved order
+    22     2    number of tokens in this packet
+    24     n    payload: ANS-coded indices, 32-bit words
+    24+n   4    CRC32 of bytes 0 .. 24+n-1
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from .bitstream import grid_shape_for, level_code
+from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
+from .tokens import LossyTokenGrid, TokenGrid
+
+MARKER = 0xA1
+_HEADER = struct.Struct("<BBHIHHIHHHH")
+HEADER_BYTES = _HEADER.size
+CRC_BYTES = 4
+OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
+INTERLEAVE_MODES = {"none": 0, "random": 1}
+_MODE_NAMES = {v: k for k, v in INTERLEAVE_MODES.items()}
+DEFAULT_MTU = 1200
+
+
+class PacketError(ValueError):
+    """A packet that cannot be used; the message says why."""
+
+
+@lru_cache(maxsize=64)
+def interleave_order(count: int, mode: str, seed: int) -> np.ndarray:
+    """The transmission order of `count` raster positions. "random" is a Fisher-Yates shuffle
+    driven by splitmix64 from `seed`, specified here so that any implementation can reproduce it."""
+    if mode == "none":
+        return np.arange(count)
+    if mode != "random":
+        raise ValueError(f"unknown interleave mode {mode!r} (expected one of {sorted(INTERLEAVE_MODES)})")
+    mask = (1 << 64) - 1
+    state = seed & mask
+    order = list(range(count))
+    for i in range(count - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        j = z % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    out = np.array(order, dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class Packet:
+    stream: int
+    frame: int
+    index: int
+    count: int
+    level: int
+    interleave: str
+    seed: int
+    image_size: tuple[int, int]  # (height, width)
+    start: int
+    tokens: int
+    payload: bytes
+
+    def to_bytes(self) -> bytes:
+        flags = level_code(self.level) | (INTERLEAVE_MODES[self.interleave] << 5)
+        height, width = self.image_size
+        head = _HEADER.pack(MARKER, flags, self.stream, self.frame, self.index, self.count,
+                            self.seed, width, height, self.start, self.tokens)
+        body = head + self.payload
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @property
+    def size(self) -> int:
+        return OVERHEAD_BYTES + len(self.payload)
+
+
+def parse_packet(data: bytes) -> Packet:
+    """bytes -> Packet, or PacketError. Checks length, CRC, marker and every field's range."""
+    if len(data) < OVERHEAD_BYTES:
+        raise PacketError(f"truncated packet: {len(data)} bytes, at least {OVERHEAD_BYTES} needed")
+    (crc,) = struct.unpack_from("<I", data, len(data) - CRC_BYTES)
+    if zlib.crc32(data[: len(data) - CRC_BYTES]) != crc:
+        raise PacketError("packet CRC mismatch")
+    (marker, flags, stream, frame, index, count, seed, width, height, start,
+     tokens) = _HEADER.unpack_from(data)
+    if marker != MARKER:
+        raise PacketError(f"not a simnet packet (marker 0x{marker:02x}, expected 0x{MARKER:02x})")
+    code, mode = flags & 0x1F, flags >> 5
+    if not 1 <= code <= 16 or mode not in _MODE_NAMES:
+        raise PacketError(f"bad packet flags 0x{flags:02x}")
+    if count == 0 or index >= count:
+        raise PacketError(f"packet index {index} out of range for count {count}")
+    if width == 0 or height == 0:
+        raise PacketError(f"empty image size {width}x{height}")
+    gh, gw = grid_shape_for(height, width)
+    if start + tokens > gh * gw:
+        raise PacketError(f"tokens {start}..{start + tokens} exceed the {gh}x{gw} grid")
+    payload = bytes(data[HEADER_BYTES: len(data) - CRC_BYTES])
+    if len(payload) % 4:
+        raise PacketError("payload is not a whole number of 32-bit words")
+    return Packet(stream, frame, index, count, 1 << code, _MODE_NAMES[mode], seed,
+                  (height, width), start, tokens, payload)
+
+
+def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
+              mtu: int = DEFAULT_MTU, max_tokens: int | None = None, interleave: str = "random",
+              seed: int = 0) -> list[Packet]:
+    """Split `grid` into the fewest equal-sized runs of the interleaved order whose packets
+    (header, payload and CRC) each fit in `mtu` bytes, and at most `max_tokens` tokens each."""
+    if prior.size != grid.level:
+        raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
+    if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32:
+        raise ValueError("stream, frame or seed out of range (16, 32, 32 bits)")
+    capacity = mtu - OVERHEAD_BYTES
+    if capacity < 8:
+        raise ValueError(f"MTU {mtu} B leaves no room for a payload after {OVERHEAD_BYTES} B of header")
+    n = grid.indices.size
+    order = interleave_order(n, interleave, seed)
+    symbols = grid.indices.ravel()[order]
+    bits = -np.log2(prior.probabilities[symbols])
+    # The ANS coder adds at most one 32-bit word beyond the information content.
+    count = max(1, math.ceil((bits.sum() / 8 + 4) / capacity))
+    if max_tokens is not None:
+        count = max(count, math.ceil(n / max(1, max_tokens)))
+    while True:
+        if count > min(n, 65535):
+            raise ValueError(f"cannot fit the grid into at most {min(n, 65535)} packets of {mtu} B")
+        bounds = np.linspace(0, n, count + 1).round().astype(int)
+        payloads = [encode_symbols(symbols[a:b], prior) for a, b in zip(bounds[:-1], bounds[1:])]
+        if all(len(p) <= capacity for p in payloads):
+            break
+        count += 1
+    return [Packet(stream, frame, i, count, grid.level, interleave, seed, grid.image_size,
+                   int(a), int(b - a), p)
+            for i, (a, b, p) in enumerate(zip(bounds[:-1], bounds[1:], payloads))]
+
+
+@dataclass
+class FrameAssembly:
+    level: int
+    image_size: tuple[int, int]
+    interleave: str
+    seed: int
+    count: int
+    received: dict[int, np.ndarray] = field(default_factory=dict)  # packet index -> (start, symbols)
+
+
+@dataclass
+class DepacketizerStats:
+    accepted: int = 0
+    corrupt: int = 0
+    duplicate: int = 0
+    inconsistent: int = 0
+
+
+class Depacketizer:
+    """Collects packets of any number of frames, in any order, with duplicates and corrupted
+    ones, and gives each frame back as a grid plus a mask of the positions still missing."""
+
+    def __init__(self, prior_for_level):
+        self.prior_for_level = prior_for_level
+        self.frames: dict[tuple[int, int], FrameAssembly] = {}
+        self.stats = DepacketizerStats()
+
+    def add(self, data: bytes) -> str:
+        """Returns "ok", "corrupt", "duplicate" or "inconsistent"; never raises for bad data."""
+        try:
+            packet = parse_packet(data)
+            prior = self.prior_for_level(packet.level)
+            symbols = decode_symbols(packet.payload, packet.tokens, prior)
+        except (PacketError, EntropyError, KeyError, ValueError):
+            self.stats.corrupt += 1
+            return "corrupt"
+        key = (packet.stream, packet.frame)
+        frame = self.frames.get(key)
+        if frame is None:
+            frame = self.frames[key] = FrameAssembly(packet.level, packet.image_size,
+                                                     packet.interleave, packet.seed, packet.count)
+        elif (frame.level, frame.image_size, frame.interleave, frame.seed, frame.count) != (
+                packet.level, packet.image_size, packet.interleave, packet.seed, packet.count):
+            self.stats.inconsistent += 1
+            return "inconsistent"
+        if packet.index in frame.received:
+            self.stats.duplicate += 1
+            return "duplicate"
+        frame.received[packet.index] = (packet.start, symbols)
+        self.stats.accepted += 1
+        return "ok"
+
+    def assemble(self, stream: int, frame: int, expected: tuple[int, tuple[int, int]] | None = None
+                 ) -> LossyTokenGrid:
+        """The frame's grid and missing mask. `expected` = (level, (height, width)) lets a frame
+        whose every packet was lost still come back (all missing)."""
+        assembly = self.frames.get((stream, frame))
+        if assembly is None:
+            if expected is None:
+                raise KeyError(f"no packet of stream {stream} frame {frame} arrived")
+            level, size = expected
+            shape = grid_shape_for(*size)
+            return LossyTokenGrid(TokenGrid(np.zeros(shape, dtype=np.int64), level, size),
+                                  np.ones(shape, dtype=bool))
+        shape = grid_shape_for(*assembly.image_size)
+        n = shape[0] * shape[1]
+        order = interleave_order(n, assembly.interleave, assembly.seed)
+        flat = np.zeros(n, dtype=np.int64)
+        missing = np.ones(n, dtype=bool)
+        for start, symbols in assembly.received.values():
+            positions = order[start: start + len(symbols)]
+            flat[positions] = symbols
+            missing[positions] = False
+        return LossyTokenGrid(TokenGrid(flat.reshape(shape), assembly.level, assembly.image_size),
+                              missing.reshape(shape))
+
+    def forget(self, stream: int, frame: int) -> None:
+        self.frames.pop((stream, frame), None)

@@ -1,0 +1,51 @@
+"""The token types shared by the codec, the recovery models and the simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TokenGrid:
+    """VQ indices of one image at one codebook level.
+
+    indices: (h, w) int array of codes in [0, level); image_size: (H, W) of the original image,
+    which the decoder crops back to (the grid covers the image padded to a multiple of 16).
+    """
+
+    indices: np.ndarray
+    level: int
+    image_size: tuple[int, int]
+
+    def __post_init__(self):
+        self.indices = np.asarray(self.indices)
+        if self.indices.ndim != 2:
+            raise ValueError(f"token grid must be 2-D, got shape {self.indices.shape}")
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= self.level):
+            raise ValueError(f"token grid has indices outside [0, {self.level})")
+        self.indices = self.indices.astype(np.int64, copy=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.indices.shape)
+
+
+@dataclass
+class LossyTokenGrid:
+    """What a receiver holds after depacketizing: the grid with a mask of missing positions.
+    Missing positions of `grid.indices` hold 0 and mean nothing until a recovery fills them."""
+
+    grid: TokenGrid
+    missing: np.ndarray  # (h, w) bool, True where the token was lost
+
+    def __post_init__(self):
+        self.missing = np.asarray(self.missing, dtype=bool)
+        if self.missing.shape != self.grid.shape:
+            raise ValueError(f"missing-token mask has shape {self.missing.shape}, "
+                             f"the grid has {self.grid.shape}")
+
+    @property
+    def loss_rate(self) -> float:
+        return float(self.missing.mean()) if self.missing.size else 0.0

@@ -1,0 +1,68 @@
+"""Building the codebook levels and priors from a trained tokenizer (`simnet train levels`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import file_checksum, load_tokenizer
+from .images import load_rgb, to_tensor, training_images
+from .levels import build_levels, save_levels
+from .tokenizer import VQModel, pad_to_multiple
+
+MAX_SIDE = 768  # large training photos are reduced to the scale of the evaluation photographs
+
+
+def training_rgb(max_side: int = MAX_SIDE):
+    for path in training_images():
+        rgb = load_rgb(path)
+        if max(rgb.shape[:2]) > max_side:
+            s = max_side / max(rgb.shape[:2])
+            rgb = np.asarray(Image.fromarray(rgb).resize(
+                (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), Image.LANCZOS))
+        yield path, rgb
+
+
+@torch.no_grad()
+def image_latents(model: VQModel, rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (D, h, w) float32 latent, bf16 convolutions as in training."""
+    x = pad_to_multiple(to_tensor(rgb), model.config.factor).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = model.encode_latent(x)
+    return z[0].float()
+
+
+def training_latents(model: VQModel, cache: Path | None = None, log=print) -> list[torch.Tensor]:
+    """Latent grids of every training image, cached (safetensors) since encoding takes minutes."""
+    if cache is not None and cache.exists():
+        from safetensors.torch import load_file
+
+        stored = load_file(str(cache))
+        return [stored[k] for k in sorted(stored, key=int)]
+    model.eval().to(memory_format=torch.channels_last)
+    grids = []
+    for i, (path, rgb) in enumerate(training_rgb()):
+        grids.append(image_latents(model, rgb))
+        if (i + 1) % 100 == 0:
+            log(f"encoded {i + 1} training images")
+    if cache is not None:
+        from safetensors.torch import save_file
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({str(i): g.contiguous() for i, g in enumerate(grids)}, str(cache))
+    return grids
+
+
+def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, log=print) -> None:
+    model, _ = load_tokenizer(tokenizer_path)
+    cache = Path("runs/cache") / f"latents-{file_checksum(tokenizer_path)[:12]}.safetensors"
+    grids = training_latents(model, cache, log)
+    latents = torch.cat([g.flatten(1).t() for g in grids])
+    log(f"{latents.shape[0]} training latents of dimension {latents.shape[1]}")
+    levels = build_levels(model.quantize.embedding.weight.data, latents, sizes, refine, seed, log)
+    save_levels(levels, out, {"tokenizer_sha256": file_checksum(tokenizer_path), "refine": refine,
+                              "seed": seed, "training_tokens": int(latents.shape[0])})
+    log(f"wrote {out}")

@@ -1,0 +1,28 @@
+"""The shipped weights (package data in codec/weights), and loading a codec from them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .image_codec import ImageCodec
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+TOKENIZER_FILE = "tokenizer.safetensors"
+LEVELS_FILE = "levels.safetensors"
+
+
+def weights_dir() -> Path:
+    """`SIMNET_WEIGHTS` if set (a folder with the two files), else the shipped weights."""
+    return Path(os.environ.get("SIMNET_WEIGHTS", WEIGHTS_DIR))
+
+
+def load_codec(folder: Path | None = None, precision: str = "bf16") -> ImageCodec:
+    folder = weights_dir() if folder is None else Path(folder)
+    tokenizer, levels = folder / TOKENIZER_FILE, folder / LEVELS_FILE
+    for path in (tokenizer, levels):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; train with `simnet train tokenizer` and "
+                                  f"`simnet train levels`, or point --weights at a folder that has it")
+    return ImageCodec.from_files(tokenizer, levels, precision=precision)

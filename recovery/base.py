@@ -1,0 +1,36 @@
+"""The recovery interface: fill the missing positions of a token grid.
+
+A method sees only what a receiver has: the indices that arrived, the mask of missing positions,
+and the level's codebook vectors (K, D). It returns a complete (h, w) index grid in which every
+received index is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from codec.tokens import LossyTokenGrid
+
+
+class RecoveryError(ValueError):
+    """An input a recovery method cannot use; the message says what is wrong."""
+
+
+class Recovery(Protocol):
+    name: str
+
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray: ...
+
+
+def check_inputs(lossy: LossyTokenGrid, codebook: torch.Tensor) -> None:
+    grid = lossy.grid
+    if codebook.ndim != 2 or codebook.shape[0] != grid.level:
+        raise RecoveryError(f"codebook of shape {tuple(codebook.shape)} does not match level {grid.level}")
+    if lossy.missing.shape != grid.shape:
+        raise RecoveryError(f"mask shape {lossy.missing.shape} differs from grid shape {grid.shape}")
+    known = grid.indices[~lossy.missing]
+    if known.size and (known.min() < 0 or known.max() >= grid.level):
+        raise RecoveryError(f"grid holds indices outside [0, {grid.level})")

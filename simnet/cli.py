@@ -1,0 +1,389 @@
+"""The `simnet` command line. Every command has --help with an example. A bad argument, file or
+scenario prints one line (what is wrong, and where) and exits with status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+out_console = Console()
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="simnet")
+def app():
+    """Streaming transmission simulator with packet-loss recovery for a generative image codec."""
+
+
+@app.group("train")
+def train_app():
+    """Train the tokenizer, its codebook levels, or the recovery transformer (resumable, CPU)."""
+
+
+class UserError(Exception):
+    """A problem with the user's input; printed as one line, exit status 2."""
+
+
+def _expected_errors() -> tuple[type, ...]:
+    from codec.bitstream import BitstreamError
+    from codec.checkpoint import CheckpointError
+    from codec.entropy import EntropyError
+    from codec.images import ImageError
+    from codec.packets import PacketError
+    from recovery.base import RecoveryError
+
+    from .loss_models import LossModelError
+    from .results import ResultsError
+
+    errors = [UserError, BitstreamError, CheckpointError, EntropyError, ImageError, PacketError,
+              RecoveryError, LossModelError, ResultsError]
+    try:
+        from .scenario import ScenarioError
+
+        errors.append(ScenarioError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        result = app.main(args=argv, prog_name="simnet", standalone_mode=False)
+        if isinstance(result, int):
+            return result
+    except click.UsageError as e:
+        where = f" ({e.ctx.command_path})" if e.ctx else ""
+        print(f"simnet: error: {e.format_message()}{where}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        print("simnet: aborted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the expected kinds become one line; anything else is a bug: traceback
+        if isinstance(e, _expected_errors()):
+            print(f"simnet: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def _codec(weights: Path | None, precision: str = "bf16"):
+    from codec.zoo import load_codec
+
+    return load_codec(weights, precision=precision)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a file") from None
+
+
+weights_option = click.option("--weights", type=Path, default=None,
+                              help="Folder with tokenizer.safetensors and levels.safetensors "
+                                   "(default: the shipped weights).")
+codebook_option = click.option("--codebook", "-k", type=int, default=1024, show_default=True,
+                               help="Codebook level K.")
+
+
+@app.command()
+@click.argument("image", type=Path)
+@click.argument("out", type=Path)
+@codebook_option
+@weights_option
+def encode(image: Path, out: Path, codebook: int, weights: Path | None):
+    """Encode IMAGE to the .vqb bitstream OUT.
+
+    \b
+    Example: simnet encode photo.png photo.vqb --codebook 256
+    """
+    from codec.images import load_rgb
+
+    codec = _codec(weights)
+    rgb = load_rgb(image)
+    codec.level(codebook) if codebook in codec.levels else _bad_level(codebook, codec)
+    grid = codec.encode(rgb, codebook)
+    data = codec.to_bytes(grid)
+    out.write_bytes(data)
+    pixels = rgb.shape[0] * rgb.shape[1]
+    out_console.print(f"{image} -> {out}: {rgb.shape[1]}x{rgb.shape[0]}, K={codebook}, "
+                      f"{len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp")
+
+
+def _bad_level(k, codec):
+    raise UserError(f"--codebook {k}: not an available level (have {codec.level_sizes})")
+
+
+@app.command()
+@click.argument("bitstream", type=Path)
+@click.argument("out", type=Path)
+@weights_option
+def decode(bitstream: Path, out: Path, weights: Path | None):
+    """Decode the .vqb BITSTREAM to the image OUT (PNG recommended).
+
+    \b
+    Example: simnet decode photo.vqb photo.png
+    """
+    from codec.images import save_rgb
+
+    codec = _codec(weights)
+    header, grid = codec.from_bytes(_read_bytes(bitstream))
+    try:
+        save_rgb(codec.decode(grid), out)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{out}: cannot write image ({e})") from None
+    out_console.print(f"{bitstream} -> {out}: {header.width}x{header.height}, K={header.level}")
+
+
+@app.command()
+@click.argument("bitstream", type=Path)
+@click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
+def info(bitstream: Path, as_json: bool):
+    """Print the header of the .vqb file BITSTREAM (no weights needed).
+
+    \b
+    Example: simnet info photo.vqb
+    """
+    from codec.bitstream import read_header
+
+    fields = read_header(_read_bytes(bitstream)).describe()
+    if as_json:
+        out_console.print_json(json.dumps(fields))
+        return
+    for k, v in fields.items():
+        out_console.print(f"{k:>15}: {v}")
+
+
+def _parse_floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise UserError(f"{what}: every value must lie in [0, 1], got {text!r}")
+    return values
+
+
+@app.command("eval")
+@click.option("--images", type=Path, required=True, help="Folder of images.")
+@codebook_option
+@click.option("--loss", default="0", show_default=True, help="Token loss rates, comma separated.")
+@click.option("--methods", default="none,neighbour", show_default=True,
+              help="Recovery methods, comma separated.")
+@click.option("--burst", type=float, default=None, help="Lose whole packets (Gilbert-Elliott with "
+              "this mean burst length, through the codec's interleaving) instead of random tokens.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Loss patterns per rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also measure JPEG/WebP, and downscaled WebP at the VQ codec's rate.")
+@click.option("--json", "json_out", type=Path, default=None, help="Write the results JSON here.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="Convolution precision.")
+@weights_option
+def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselines, json_out,
+             precision, weights):
+    """Codec (and recovery) quality on a folder of images: per image and mean.
+
+    \b
+    Example: simnet eval --images ../shared/data/kodak --codebook 1024 --loss 0,0.1,0.2 --json kodak.json
+    """
+    from rich.progress import Progress
+
+    from codec.images import list_images
+    from recovery import available_methods
+
+    from .evaluate import EvalOptions, evaluate_folder
+    from .results import ResultsWriter, make_meta
+
+    loss_rates = _parse_floats(loss, "--loss")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in method_list:
+        if m not in available_methods():
+            raise UserError(f"--methods: unknown method {m!r} (expected {available_methods()})")
+    if burst is not None and burst < 1:
+        raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
+    list_images(images)  # a missing or empty folder fails here, before the weights load
+    codec = _codec(weights, precision)
+    if codebook not in codec.levels:
+        _bad_level(codebook, codec)
+    opts = EvalOptions(level=codebook, loss_rates=loss_rates, methods=method_list,
+                       seeds=seeds, seed=seed, burst=burst, baselines=baselines)
+    out = json_out or Path("reports") / f"eval-{images.name}-k{codebook}.json"
+    meta = make_meta(["simnet"] + sys.argv[1:], seed, {"codec": codec.checksum},
+                     images=str(images), codebook=codebook, precision=precision)
+    with ResultsWriter(out, meta) as writer, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=None)
+        evaluate_folder(codec, images, opts, writer,
+                        lambda i, n, name: progress.update(task, completed=i, total=n,
+                                                           description=name), limit)
+    summary = writer.summary()
+    _print_summary(summary)
+    out_console.print(f"wrote {out}")
+
+
+def _print_summary(summary: list[dict]) -> None:
+    table = Table(title="mean over images")
+    for col in ("method", "K", "loss", "bpp", "PSNR dB", "MS-SSIM", "token acc."):
+        table.add_column(col, justify="right")
+    for row in summary:
+        acc = row.get("token_accuracy")
+        table.add_row(row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
+                      f"{row['bpp_wire']:.4f}", f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}",
+                      "-" if acc is None else f"{acc:.3f}")
+    out_console.print(table)
+
+
+def _recoveries(names: list[str]) -> dict:
+    from recovery import get_method
+
+    return {name: get_method(name) for name in names}
+
+
+def _scenario_meta(scenario) -> dict:
+    return scenario.model_dump(mode="json", exclude={"path"})
+
+
+@app.command()
+@click.argument("scenario_file", type=Path)
+@click.option("--out", type=Path, default=Path("reports"), show_default=True,
+              help="Folder for NAME.json, NAME.pdf and NAME-images/.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--no-pdf", is_flag=True, help="Write the JSON only.")
+def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool):
+    """Run one scenario: progress, a summary table, then OUT/NAME.json and OUT/NAME.pdf.
+
+    \b
+    Example: simnet run scenarios/lossy20.yaml --out reports
+    """
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .report import render_report
+    from .results import ResultsWriter, make_meta
+    from .runner import run_scenario
+    from .scenario import load_scenario
+
+    scenario = load_scenario(scenario_file)
+    seed = scenario.seed if seed is None else seed
+    started = time.perf_counter()
+    codec = _codec(scenario.resolve(scenario.codec.weights), scenario.codec.precision)
+    if scenario.codec.codebook not in codec.levels:
+        raise UserError(f"{scenario_file}: codec.codebook: level {scenario.codec.codebook} is not "
+                        f"available (have {codec.level_sizes})")
+    recoveries = _recoveries(scenario.receiver.recovery)
+    checksums = {"codec": codec.checksum}
+    for name, method in recoveries.items():
+        if getattr(method, "checksum", None):
+            checksums[name] = method.checksum
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{scenario.name}.json"
+    meta = make_meta(["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else []),
+                     seed, checksums, scenario=_scenario_meta(scenario), methods=list(recoveries))
+    writer = ResultsWriter(json_path, meta)
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with writer, Progress(*columns, console=console, transient=True) as progress:
+        tasks = {}
+
+        def report(stage, i, n):
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=n)
+            progress.update(tasks[stage], completed=i)
+
+        info = run_scenario(scenario, codec, recoveries, writer, out / f"{scenario.name}-images", seed,
+                            report)
+        timings = info.pop("timings")
+        summary = writer.close(runs=info.pop("runs"), run_info=info)
+    wall = time.perf_counter() - started
+    _print_summary(summary)
+    (out / f"{scenario.name}.profile.json").write_text(json.dumps(
+        {"wall_s": round(wall, 3), **timings}, indent=1))
+    out_console.print(f"wrote {json_path}")
+    if not no_pdf:
+        out_console.print(f"wrote {render_report(json_path)}")
+    out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
+                      f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
+                      f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
+
+
+@app.command()
+@click.argument("results_json", type=Path)
+@click.option("--out", type=Path, default=None, help="PDF path (default: beside the JSON).")
+def report(results_json: Path, out: Path | None):
+    """Re-render the PDF of a results JSON, without recomputing anything.
+
+    \b
+    Example: simnet report reports/lossy20.json
+    """
+    from .report import render_report
+
+    out_console.print(f"wrote {render_report(results_json, out)}")
+
+
+@train_app.command("tokenizer")
+@click.option("--out", type=Path, default=Path("runs/tokenizer"), show_default=True,
+              help="Run folder; resumes from OUT/last.pt if present.")
+@click.option("--steps", type=click.IntRange(min=1), default=4400, show_default=True)
+@click.option("--decay-start", type=click.IntRange(min=0), default=3000, show_default=True,
+              help="Step where the learning rate starts its linear decay.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--lr", type=float, default=4e-4, show_default=True)
+@click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, seed):
+    """Train the tokenizer on the training split of ../shared/data (never Kodak).
+
+    \b
+    Example: nohup simnet train tokenizer --out runs/tokenizer --max-minutes 120 &
+    """
+    from codec.images import default_data_root
+    from codec.train_tokenizer import TrainConfig, train
+
+    if not (default_data_root() / "bsds500").is_dir():
+        raise UserError(f"{default_data_root()}: training data not found (set SIMNET_DATA)")
+    if crop % 16:
+        raise UserError(f"--crop {crop}: must be a multiple of 16")
+    cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
+                      lr=lr, max_minutes=max_minutes, seed=seed)
+    train(cfg, log=lambda s: out_console.print(s, highlight=False))
+
+
+@train_app.command("levels")
+@click.option("--tokenizer", type=Path, required=True, help="Tokenizer weights (.safetensors).")
+@click.option("--out", type=Path, required=True, help="Levels file to write.")
+@click.option("--sizes", default="16,64,256,1024", show_default=True, help="Codebook levels.")
+@click.option("--refine", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Lloyd steps on the training latents.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_levels(tokenizer, out, sizes, refine, seed):
+    """Cluster the tokenizer's codebook into smaller levels and learn each level's prior.
+
+    \b
+    Example: simnet train levels --tokenizer runs/tokenizer/best.safetensors --out codec/weights/levels.safetensors
+    """
+    from codec.train_levels import make_levels
+
+    try:
+        level_sizes = tuple(int(s) for s in sizes.split(","))
+    except ValueError:
+        raise UserError(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
+    make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Packet loss models. Each owns its seeded generator and answers `drop(t=None) -> bool` once per
+packet, in sending order.
+
+- Bernoulli(rate): independent losses.
+- GilbertElliott(p, r, one_minus_h, one_minus_k): the two-state Markov channel in netem's
+  `gemodel p r 1-h 1-k` parameters: p = P(good->bad), r = P(bad->good), 1-h = loss probability in
+  the bad state, 1-k = loss probability in the good state. `from_rate_and_burst(L, B)` gives the
+  simple Gilbert channel with mean loss rate L and mean burst length B: r = 1/B, p = L/(B(1-L)).
+- FourState(p13, p31, p32, p23, p14): netem's `loss state` model (Salvo Markov chain): 1 good
+  reception, 2 good reception within a burst, 3 burst loss, 4 isolated loss.
+- Trace: a recorded loss pattern, either one 0/1 per packet (1 = lost, cycled when exhausted)
+  or loss intervals in milliseconds of sending time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+
+import numpy as np
+
+
+class LossModelError(ValueError):
+    pass
+
+
+def _probability(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise LossModelError(f"{name} = {value} is not a probability in [0, 1]")
+    return value
+
+
+class Bernoulli:
+    def __init__(self, rate: float, seed: int):
+        self.rate = _probability("loss rate", rate)
+        self.rng = np.random.default_rng(seed)
+
+    def drop(self, t: float | None = None) -> bool:
+        return bool(self.rng.random() < self.rate)
+
+    @property
+    def mean_loss_rate(self) -> float:
+        return self.rate
+
+    @property
+    def mean_burst_length(self) -> float:
+        return 1 / (1 - self.rate) if self.rate < 1 else float("inf")
+
+
+class GilbertElliott:
+    def __init__(self, p: float, r: float, one_minus_h: float = 1.0, one_minus_k: float = 0.0,
+                 seed: int = 0):
+        self.p, self.r = _probability("p", p), _probability("r", r)
+        self.loss_bad = _probability("1-h", one_minus_h)
+        self.loss_good = _probability("1-k", one_minus_k)
+        if self.p + self.r == 0:
+            raise LossModelError("p and r are both 0: the channel never changes state")
+        self.rng = np.random.default_rng(seed)
+        # start in the stationary distribution, so short runs are unbiased
+        self.bad = bool(self.rng.random() < self.p / (self.p + self.r))
+
+    @classmethod
+    def from_rate_and_burst(cls, rate: float, burst: float, seed: int = 0) -> "GilbertElliott":
+        rate = _probability("loss rate", rate)
+        if burst < 1:
+            raise LossModelError(f"mean burst length {burst} is below 1 packet")
+        if rate >= 1:
+            raise LossModelError("loss rate 1 cannot have a finite burst length")
+        r = 1.0 / burst
+        p = rate / (burst * (1 - rate))
+        if p > 1:
+            raise LossModelError(f"loss rate {rate} with burst {burst} needs p = {p:.3f} > 1; "
+                                 f"lower the rate or lengthen the bursts")
+        return cls(p, r, 1.0, 0.0, seed=seed)
+
+    def drop(self, t: float | None = None) -> bool:
+        lost = self.rng.random() < (self.loss_bad if self.bad else self.loss_good)
+        if self.rng.random() < (self.r if self.bad else self.p):
+            self.bad = not self.bad
+        return bool(lost)
+
+    @property
+    def mean_loss_rate(self) -> float:
+        return (self.p * self.loss_bad + self.r * self.loss_good) / (self.p + self.r)
+
+    @property
+    def mean_burst_length(self) -> float:
+        """Exact for the simple Gilbert channel (1-h = 1, 1-k = 0): 1/r."""
+        return 1 / self.r if self.r > 0 else float("inf")
+
+
+class FourState:
+    """netem `loss state p13 p31 p32 p23 p14`."""
+
+    def __init__(self, p13: float, p31: float, p32: float = 0.0, p23: float = 1.0, p14: float = 0.0,
+                 seed: int = 0):
+        self.p13, self.p31 = _probability("p13", p13), _probability("p31", p31)
+        self.p32, self.p23 = _probability("p32", p32), _probability("p23", p23)
+        self.p14 = _probability("p14", p14)
+        if self.p13 + self.p14 > 1 or self.p31 + self.p32 > 1:
+            raise LossModelError("p13 + p14 and p31 + p32 must each be at most 1")
+        self.rng = np.random.default_rng(seed)
+        self.state = 1
+
+    def transition_matrix(self) -> np.ndarray:
+        m = np.zeros((4, 4))
+        m[0] = [1 - self.p13 - self.p14, 0, self.p13, self.p14]
+        m[1] = [0, 1 - self.p23, self.p23, 0]
+        m[2] = [self.p31, self.p32, 1 - self.p31 - self.p32, 0]
+        m[3] = [1, 0, 0, 0]
+        return m
+
+    def drop(self, t: float | None = None) -> bool:
+        row = self.transition_matrix()[self.state - 1]
+        self.state = int(self.rng.choice(4, p=row)) + 1
+        return self.state in (3, 4)
+
+    def stationary(self) -> np.ndarray:
+        m = self.transition_matrix()
+        w, v = np.linalg.eig(m.T)
+        pi = np.real(v[:, np.argmin(np.abs(w - 1))])
+        return pi / pi.sum()
+
+    @property
+    def mean_loss_rate(self) -> float:
+        pi = self.stationary()
+        return float(pi[2] + pi[3])
+
+
+class Trace:
+    """Loss from a file: either 0/1 per packet (whitespace or newline separated; # comments), or
+    lines `START_MS END_MS` of intervals during which every packet sent is lost."""
+
+    def __init__(self, path: Path, offset: int = 0):
+        self.path = Path(path)
+        self.pattern, self.intervals = parse_trace(self.path)
+        self.position = offset
+
+    def drop(self, t: float | None = None) -> bool:
+        if self.pattern is not None:
+            lost = self.pattern[self.position % len(self.pattern)]
+            self.position += 1
+            return bool(lost)
+        if t is None:
+            raise LossModelError(f"{self.path}: an interval trace needs packet send times")
+        ms = t * 1000.0
+        i = bisect.bisect_right(self.intervals[0], ms) - 1
+        return i >= 0 and ms < self.intervals[1][i]
+
+    @property
+    def mean_loss_rate(self) -> float | None:
+        return float(np.mean(self.pattern)) if self.pattern is not None else None
+
+
+def parse_trace(path: Path):
+    """-> (pattern array or None, (starts, ends) or None); errors name the file and line."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise LossModelError(f"{path}: trace file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LossModelError(f"{path}: cannot read trace ({type(e).__name__})") from None
+    bits, starts, ends = [], [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.replace(",", " ").split()
+        if all(f in ("0", "1") for f in fields) and not starts:
+            bits.extend(int(f) for f in fields)
+            continue
+        if len(fields) == 2 and not bits:
+            try:
+                a, b = float(fields[0]), float(fields[1])
+            except ValueError:
+                a = b = float("nan")
+            if np.isfinite(a) and np.isfinite(b) and 0 <= a < b and (not ends or a >= ends[-1]):
+                starts.append(a)
+                ends.append(b)
+                continue
+        raise LossModelError(f"{path}:{lineno}: expected 0/1 flags or 'START_MS END_MS' "
+                             f"(increasing, not overlapping), got {line[:40]!r}")
+    if bits:
+        return np.array(bits, dtype=np.uint8), None
+    if starts:
+        return None, (starts, ends)
+    raise LossModelError(f"{path}: trace holds no data")

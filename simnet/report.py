@@ -1,0 +1,232 @@
+"""The PDF report, rendered from a results JSON alone (plus the example images saved beside it),
+so `simnet report NAME.json` re-renders without recomputing anything."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .results import read_results  # noqa: E402
+
+METHOD_COLOURS = {"transformer": "tab:green", "neighbour": "tab:blue", "none": "tab:red",
+                  "lossless": "black"}
+PAGE = (11.0, 8.5)
+
+
+def _colour(method: str) -> str:
+    return METHOD_COLOURS.get(method, "tab:gray")
+
+
+def _group(records, *keys):
+    out = defaultdict(list)
+    for r in records:
+        out[tuple(r.get(k) for k in keys)].append(r)
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _title_page(pdf, doc, path):
+    meta = doc["meta"]
+    fig = plt.figure(figsize=PAGE)
+    fig.text(0.05, 0.93, f"simnet report: {meta.get('scenario', {}).get('name', path.stem)}",
+             fontsize=20, weight="bold")
+    scen = meta.get("scenario", {})
+    lines = [scen.get("description", "")] if scen.get("description") else []
+    lines += [f"command: {meta.get('command', '')}", f"seed: {meta.get('seed')}"]
+    for k, v in sorted(meta.get("model_checksums", {}).items()):
+        lines.append(f"model checksum ({k}): {v}")
+    vers = meta.get("versions", {})
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(vers.items()) if k != "platform"))
+    info = doc.get("run_info", {})
+    if info:
+        lines.append(f"frames: {info.get('frames')} of {info.get('frame_size')} px, "
+                     f"{info.get('packets_per_frame', 0):.1f} packets per frame, "
+                     f"{info.get('packet_overhead_bits')} bits of header per packet")
+    for key in ("source", "codec", "packets", "channel", "receiver", "sweep"):
+        if key in scen:
+            lines.append(f"{key}: {scen[key]}")
+    y = 0.87
+    for line in lines:
+        for chunk in [line[i:i + 150] for i in range(0, len(line), 150)] or [""]:
+            fig.text(0.05, y, chunk, fontsize=8, family="monospace")
+            y -= 0.025
+    # the headline table: mean quality per method and target loss rate
+    rows = [r for r in doc.get("summary", []) if r.get("method") != "lossless"]
+    ceiling = [r for r in doc.get("summary", []) if r.get("method") == "lossless"]
+    table = [["method", "loss target", "packet loss", "token loss", "PSNR dB", "MS-SSIM", "token acc."]]
+    for r in ceiling + sorted(rows, key=lambda r: (r["loss_rate_target"], r["method"])):
+        table.append([r["method"], f"{r['loss_rate_target']:.2f}", f"{r.get('loss_rate_packets', 0):.3f}",
+                      f"{r.get('loss_rate_tokens', 0):.3f}", f"{r.get('psnr', float('nan')):.2f}",
+                      f"{r.get('ms_ssim', float('nan')):.4f}",
+                      "-" if r.get("token_accuracy") is None else f"{r['token_accuracy']:.3f}"])
+    if len(table) > 1:
+        ax = fig.add_axes([0.05, 0.03, 0.9, max(0.1, min(0.5, y - 0.06))])
+        ax.axis("off")
+        t = ax.table(cellText=table[1:40], colLabels=table[0], loc="upper left", cellLoc="right")
+        t.auto_set_font_size(False)
+        t.set_fontsize(7)
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _quality_page(pdf, records):
+    lossy = [r for r in records if r["method"] != "lossless" and r.get("psnr") is not None]
+    ceiling = [r for r in records if r["method"] == "lossless"]
+    fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim", "MS-SSIM")):
+        for method, recs in sorted(_group(lossy, "method").items()):
+            by_rate = _group(recs, "loss_rate_target")
+            xs, ys, lo, hi = [], [], [], []
+            for (rate,), rr in sorted(by_rate.items()):
+                per_seed = [(_mean([r["loss_rate_packets"] for r in g]), _mean([r[metric] for r in g]))
+                            for g in _group(rr, "seed").values()]
+                xs.append(_mean([p for p, _ in per_seed]))
+                vals = [v for _, v in per_seed]
+                ys.append(np.mean(vals))
+                lo.append(np.min(vals))
+                hi.append(np.max(vals))
+            ax.plot(xs, ys, "o-", color=_colour(method[0]), label=method[0])
+            ax.fill_between(xs, lo, hi, color=_colour(method[0]), alpha=0.2)
+        if ceiling:
+            ax.axhline(_mean([r[metric] for r in ceiling]), color="black", ls="--", label="lossless decode")
+        ax.set_xlabel("measured packet loss rate")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Quality against measured loss (mean over frames; band: range across seeds)")
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _loss_page(pdf, records, runs):
+    lossy = [r for r in records if r["method"] != "lossless"]
+    first = sorted({r["method"] for r in lossy})[:1]
+    pts = [r for r in lossy if r["method"] in first]
+    fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    ax = axes[0]
+    if pts:
+        x = [r["loss_rate_packets"] for r in pts]
+        y = [r["loss_rate_tokens"] for r in pts]
+        ax.scatter(x, y, s=8, alpha=0.5)
+        m = max(max(x), max(y), 0.05)
+        ax.plot([0, m], [0, m], "k--", lw=1, label="tokens = packets")
+        ax.legend()
+    ax.set_xlabel("packet loss rate (per frame)")
+    ax.set_ylabel("token loss rate (per frame)")
+    ax.set_title("Token loss against packet loss")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    hist = defaultdict(lambda: defaultdict(int))
+    for run in runs:
+        for k, v in run.get("burst_lengths", {}).items():
+            hist[run["loss_rate_target"]][int(k)] += v
+    for rate, h in sorted(hist.items()):
+        ks = sorted(h)
+        total = sum(h.values())
+        ax.plot(ks, [h[k] / total for k in ks], "o-", label=f"target {rate:g}")
+    ax.set_xlabel("burst length (consecutive lost packets)")
+    ax.set_ylabel("share of bursts")
+    ax.set_yscale("log")
+    ax.set_title("Burst-length histogram")
+    ax.grid(alpha=0.3)
+    if hist:
+        ax.legend()
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _rate_latency_page(pdf, records, runs, info):
+    fig, axes = plt.subplots(1, 3, figsize=PAGE)
+    ceiling = [r for r in records if r["method"] == "lossless"]
+    ax = axes[0]
+    if ceiling:
+        payload = _mean([r["bpp_payload"] for r in ceiling])
+        wire = _mean([r["bpp_wire"] for r in ceiling])
+        ax.bar(["payload", "headers + CRC"], [payload, wire - payload], color=["tab:blue", "tab:orange"])
+        ax.set_title(f"bits per pixel on the wire: {wire:.4f}\n(overhead {100 * (wire - payload) / wire:.1f}%,"
+                     f" {info.get('packet_overhead_bits', '?')} bits/packet)", fontsize=9)
+    ax.set_ylabel("bpp")
+    ax = axes[1]
+    for run in runs:
+        q = run.get("latency_quantiles_ms") or []
+        if q:
+            ax.plot(q, np.linspace(0, 1, len(q)), alpha=0.7,
+                    label=f"target {run['loss_rate_target']:g}, seed {run['seed']}")
+    ax.set_xlabel("packet latency (ms)")
+    ax.set_ylabel("CDF")
+    ax.set_title("Latency CDF (arrived packets)")
+    ax.grid(alpha=0.3)
+    if 0 < len(runs) <= 8:
+        ax.legend(fontsize=6)
+    ax = axes[2]
+    by_rate = _group(runs, "loss_rate_target")
+    rates = sorted(k[0] for k in by_rate)
+    shares = [_mean([r["late_share"] for r in by_rate[(k,)]]) for k in rates]
+    queue = [_mean([r["dropped_queue"] / max(1, r["packets_lost"]) for r in by_rate[(k,)]]) for k in rates]
+    xs = np.arange(len(rates))
+    ax.bar(xs - 0.2, shares, 0.4, label="late (past deadline)")
+    ax.bar(xs + 0.2, queue, 0.4, label="queue overflow")
+    ax.set_xticks(xs, [f"{r:g}" for r in rates])
+    ax.set_xlabel("target loss rate")
+    ax.set_ylabel("share of lost packets")
+    ax.set_title("Why packets were lost")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _grid_pages(pdf, doc, json_path):
+    image_dir = json_path.with_name(json_path.stem + "-images")
+    if not image_dir.is_dir():
+        return
+    methods = [m for m in doc["meta"].get("methods", [])]
+    rates = sorted({r["loss_rate_target"] for r in doc["records"] if r["method"] != "lossless"})
+    frame = 0
+    while (image_dir / f"f{frame}-original.png").exists():
+        cols = ["original", "lossless", "lost tokens"] + methods
+        fig, axes = plt.subplots(max(1, len(rates)), len(cols), figsize=PAGE, squeeze=False)
+        for i, rate in enumerate(rates):
+            files = [f"f{frame}-original.png", f"f{frame}-lossless.png", f"f{frame}-r{rate:g}-mask.png"]
+            files += [f"f{frame}-r{rate:g}-{m}.png" for m in methods]
+            for j, (col, name) in enumerate(zip(cols, files)):
+                ax = axes[i][j]
+                ax.axis("off")
+                if (image_dir / name).exists():
+                    ax.imshow(np.asarray(Image.open(image_dir / name)))
+                if i == 0:
+                    ax.set_title(col, fontsize=8)
+                if j == 0:
+                    ax.text(-0.05, 0.5, f"loss {rate:g}", transform=ax.transAxes, rotation=90,
+                            va="center", ha="right", fontsize=8)
+        fig.suptitle(f"Frame {frame} at each target loss rate (seed {doc['meta'].get('seed')})")
+        fig.tight_layout()
+        pdf.savefig(fig, dpi=150)
+        plt.close(fig)
+        frame += 1
+
+
+def render_report(json_path: Path, pdf_path: Path | None = None) -> Path:
+    json_path = Path(json_path)
+    doc = read_results(json_path)
+    pdf_path = Path(pdf_path) if pdf_path else json_path.with_suffix(".pdf")
+    records, runs = doc["records"], doc.get("runs", [])
+    with PdfPages(pdf_path) as pdf:
+        _title_page(pdf, doc, json_path)
+        _quality_page(pdf, records)
+        _loss_page(pdf, records, runs)
+        _rate_latency_page(pdf, records, runs, doc.get("run_info", {}))
+        _grid_pages(pdf, doc, json_path)
+    return pdf_path

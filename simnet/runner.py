@@ -1,0 +1,220 @@
+"""Running a scenario: frames -> codec packets -> simulated channel -> depacketize -> recover ->
+decode -> quality, for every loss rate and seed of the sweep, streamed into the results JSON.
+
+Work is shared where the inputs are the same: each frame is encoded and packetized once, its
+lossless decode is computed once, and a frame that lost no token reuses the lossless decode for
+every recovery method.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from codec.images import builtin_images, list_images, load_rgb, save_rgb
+from codec.packets import Depacketizer, OVERHEAD_BYTES
+from codec.tokens import TokenGrid
+
+from .evaluate import quality
+from .results import ResultsWriter, make_meta
+from .scenario import Scenario, ScenarioError
+from .simulate import ChannelOutcome, element_seed, simulate_channel
+
+EXAMPLE_FRAMES = 2  # frames whose decodes are saved as images for the report's grids
+
+
+def fit_frame(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize to cover (height, width), then centre-crop: every frame gets the same size."""
+    if size is None:
+        return rgb
+    th, tw = size
+    h, w = rgb.shape[:2]
+    scale = max(th / h, tw / w)
+    if abs(scale - 1) > 1e-9:
+        rgb = np.asarray(Image.fromarray(rgb).resize((max(tw, round(w * scale)), max(th, round(h * scale))),
+                                                     Image.LANCZOS))
+    h, w = rgb.shape[:2]
+    y, x = (h - th) // 2, (w - tw) // 2
+    return np.ascontiguousarray(rgb[y:y + th, x:x + tw])
+
+
+def load_frames(scenario: Scenario) -> list[tuple[str, np.ndarray]]:
+    src = scenario.source
+    if src.video:
+        try:
+            import imageio.v3 as iio
+        except ImportError:
+            raise ScenarioError(f"{scenario.path}: source.video: reading video needs "
+                                f"`pip install imageio[ffmpeg]`") from None
+        frames = []
+        for i, frame in enumerate(iio.imiter(scenario.resolve(src.video))):
+            if i >= src.count:
+                break
+            frames.append((f"frame{i:05d}", fit_frame(np.asarray(frame)[..., :3], src.size)))
+        if not frames:
+            raise ScenarioError(f"{scenario.path}: source.video: no frames")
+        return frames
+    if src.images == "builtin":
+        pool = builtin_images()
+    else:
+        pool = [(p.name, load_rgb(p)) for p in list_images(scenario.resolve(src.images))]
+    fitted = {}
+    frames = []
+    for i in range(src.count):  # cycle through the pool; fit each image once
+        name, rgb = pool[i % len(pool)]
+        if name not in fitted:
+            fitted[name] = fit_frame(rgb, src.size)
+        frames.append((name, fitted[name]))
+    return frames
+
+
+@dataclass
+class EncodedFrame:
+    name: str
+    rgb: np.ndarray
+    grid: TokenGrid
+    packets: list[bytes]
+    payload_bytes: int
+    lossless: np.ndarray
+    lossless_quality: dict
+
+
+@dataclass
+class RunTimings:
+    encode_s: float = 0.0
+    simulate_s: float = 0.0
+    recover_s: float = 0.0
+    decode_s: float = 0.0
+    metrics_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in vars(self).items()}
+
+
+def encode_frames(codec, scenario: Scenario, frames, timings: RunTimings, progress=None):
+    out = []
+    cfg = scenario.packets
+    for i, (name, rgb) in enumerate(frames):
+        t0 = time.perf_counter()
+        grid = codec.encode(rgb, scenario.codec.codebook)
+        packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
+                                  interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32)
+        timings.encode_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lossless = codec.decode(grid)
+        timings.decode_s += time.perf_counter() - t0
+        out.append(EncodedFrame(name, rgb, grid, [p.to_bytes() for p in packets],
+                                sum(len(p.payload) for p in packets), lossless, quality(rgb, lossless)))
+        if progress:
+            progress(i + 1, len(frames))
+    return out
+
+
+def latency_percentiles(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    p50, p95 = np.percentile(values, [50, 95])
+    return float(p50), float(p95)
+
+
+def mask_image(grid: TokenGrid, missing: np.ndarray, lossless: np.ndarray) -> np.ndarray:
+    """The lossless decode with lost token blocks shown in red (for the report's grids)."""
+    h, w = lossless.shape[:2]
+    up = np.kron(missing, np.ones((16, 16), dtype=bool))[:h, :w]
+    out = (lossless.astype(np.float32) * 0.35).astype(np.uint8)
+    out[~up] = lossless[~up]
+    out[up] = (out[up] * 0.5 + np.array([255, 0, 0]) * 0.5).astype(np.uint8)
+    return out
+
+
+def run_scenario(scenario: Scenario, codec, recoveries: dict, writer: ResultsWriter,
+                 image_dir: Path | None, seed: int, progress=None,
+                 points: list[tuple[float, int]] | None = None, include_lossless: bool = True) -> dict:
+    """Runs the sweep (or only the (loss rate, seed index) `points` of it); returns run-level
+    statistics and timings."""
+    timings = RunTimings()
+    frames = load_frames(scenario)
+    encoded = encode_frames(codec, scenario, frames, timings,
+                            (lambda i, n: progress("encode", i, n)) if progress else None)
+    level = scenario.codec.codebook
+    codebook = codec.codebook(level)
+    rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
+    base = {"scenario": scenario.name, "codebook": level}
+    if image_dir is not None:
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(encoded[:EXAMPLE_FRAMES]):
+            save_rgb(f.rgb, image_dir / f"f{i}-original.png")
+            save_rgb(f.lossless, image_dir / f"f{i}-lossless.png")
+    for f in encoded if include_lossless else []:
+        pixels = f.rgb.shape[0] * f.rgb.shape[1]
+        writer.add({**base, "image": f.name, "seed": seed, "loss_rate_target": 0.0,
+                    "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0, "method": "lossless",
+                    "bpp_payload": f.payload_bytes * 8 / pixels,
+                    "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
+                    **f.lossless_quality, "latency_ms_p50": None, "latency_ms_p95": None,
+                    "packets": len(f.packets)})
+    runs = []
+    points = [(rate, s) for rate in rates for s in range(seeds)] if points is None else points
+    total, done = len(points), 0
+    for rate, s in points:
+        run_seed = element_seed(seed, s)
+        t0 = time.perf_counter()
+        outcome = simulate_channel(scenario.channel, [f.packets for f in encoded],
+                                   scenario.source.fps, scenario.receiver.deadline,
+                                   rate if scenario.sweep.loss_rate else None, run_seed,
+                                   scenario.path.parent if scenario.path else None)
+        timings.simulate_s += time.perf_counter() - t0
+        stats = outcome.summary()
+        runs.append({"loss_rate_target": rate, "seed": seed + s, **stats})
+        _score_frames(codec, encoded, outcome, recoveries, codebook, base, rate, seed + s,
+                      writer, timings, image_dir if s == 0 else None)
+        done += 1
+        if progress:
+            progress("simulate", done, total)
+    return {"runs": runs, "timings": timings.as_dict(),
+            "frames": len(encoded), "frame_size": list(encoded[0].rgb.shape[:2]),
+            "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
+            "packet_overhead_bits": OVERHEAD_BYTES * 8}
+
+
+def _score_frames(codec, encoded, outcome: ChannelOutcome, recoveries, codebook, base, rate, seed,
+                  writer, timings: RunTimings, image_dir):
+    depack = Depacketizer(codec.prior_for_level)
+    for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
+        for data in fo.on_time:
+            depack.add(data)
+        lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
+        depack.forget(0, i)
+        p50, p95 = latency_percentiles(fo.latencies_ms)
+        pixels = f.rgb.shape[0] * f.rgb.shape[1]
+        common = {**base, "image": f.name, "seed": seed, "loss_rate_target": rate,
+                  "loss_rate_packets": fo.lost / fo.sent, "loss_rate_tokens": lossy.loss_rate,
+                  "bpp_payload": f.payload_bytes * 8 / pixels,
+                  "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
+                  "latency_ms_p50": p50, "latency_ms_p95": p95,
+                  "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i}
+        lost = lossy.missing
+        if image_dir is not None and i < EXAMPLE_FRAMES:
+            save_rgb(mask_image(f.grid, lost, f.lossless), image_dir / f"f{i}-r{rate:g}-mask.png")
+        for name, method in recoveries.items():
+            if not lost.any():
+                decoded, q, acc = f.lossless, f.lossless_quality, None
+            else:
+                t0 = time.perf_counter()
+                filled = method.recover(lossy, codebook)
+                timings.recover_s += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size))
+                timings.decode_s += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                q = quality(f.rgb, decoded)
+                timings.metrics_s += time.perf_counter() - t0
+                acc = float((filled[lost] == f.grid.indices[lost]).mean())
+            writer.add({**common, "method": name, **q, "token_accuracy": acc,
+                        "psnr_drop": f.lossless_quality["psnr"] - q["psnr"]})
+            if image_dir is not None and i < EXAMPLE_FRAMES:
+                save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png")

@@ -1,0 +1,255 @@
+"""Scenario files: YAML validated into typed configs. Every key is documented in docs/scenarios.md.
+
+Units are written out and parsed (`30 ms`, `20 Mbit/s`, `1200 B`); unknown keys are errors. An
+error is one line naming the file, the line and the key: `lossy20.yaml:12: channel.loss.rate: ...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+
+from .units import parse_rate, parse_size, parse_time
+
+Seconds = Annotated[float, BeforeValidator(lambda v: parse_time(v)), Field(ge=0)]
+BitsPerSecond = Annotated[float, BeforeValidator(lambda v: parse_rate(v)), Field(gt=0)]
+Bytes = Annotated[float, BeforeValidator(lambda v: parse_size(v)), Field(gt=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ScenarioError(ValueError):
+    """One line: file:line: key: problem."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(Strict):
+    images: str = "builtin"  # "builtin" (scikit-image samples) or a folder, relative to the scenario
+    video: str | None = None  # a video file (needs imageio with ffmpeg); replaces `images`
+    count: int = Field(8, ge=1, le=1_000_000)
+    size: tuple[int, int] | None = (256, 384)  # (height, width) every frame is cropped/resized to
+    fps: float = Field(10.0, gt=0, le=1000)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if v is not None and (v[0] < 16 or v[1] < 16 or v[0] > 4096 or v[1] > 4096):
+            raise ValueError("size must be [height, width], each 16..4096 pixels")
+        return v
+
+
+class CodecConfig(Strict):
+    codebook: int = 1024
+    precision: Literal["bf16", "fp32"] = "bf16"
+    weights: str | None = None  # folder with tokenizer/levels weights; default: shipped
+
+
+class PacketsConfig(Strict):
+    mtu: Bytes = 1200.0
+    max_tokens: int | None = Field(None, ge=1, le=65535)
+    interleave: Literal["none", "random"] = "random"
+    seed: int = Field(1, ge=0, lt=2**32)
+
+
+class DelayConfig(Strict):
+    base: Seconds = 0.030
+    jitter: Seconds = 0.0
+    distribution: Literal["normal", "uniform", "exponential", "pareto"] = "normal"
+    reorder: bool = False
+
+
+class QueueConfig(Strict):
+    packets: int | None = Field(None, ge=1)
+    bytes: Bytes | None = None
+
+
+class LossConfig(Strict):
+    model: Literal["none", "bernoulli", "gilbert_elliott", "four_state", "trace"] = "none"
+    rate: Probability | None = None
+    burst: float | None = Field(None, ge=1)
+    p: Probability | None = None
+    r: Probability | None = None
+    one_minus_h: Probability = 1.0
+    one_minus_k: Probability = 0.0
+    p13: Probability | None = None
+    p31: Probability | None = None
+    p32: Probability = 0.0
+    p23: Probability = 1.0
+    p14: Probability = 0.0
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self):
+        m = self.model
+        if m == "bernoulli" and self.rate is None:
+            raise ValueError("bernoulli needs 'rate'")
+        if m == "gilbert_elliott":
+            if self.rate is not None:
+                if self.burst is None:
+                    raise ValueError("gilbert_elliott with 'rate' needs 'burst' (mean burst length)")
+                if self.rate >= 1:
+                    raise ValueError("gilbert_elliott 'rate' must be below 1")
+                if self.rate / (self.burst * (1 - self.rate)) > 1:
+                    raise ValueError(f"rate {self.rate} with burst {self.burst} is impossible "
+                                     f"(needs p > 1); lengthen the bursts")
+            elif self.p is None or self.r is None:
+                raise ValueError("gilbert_elliott needs 'rate' and 'burst', or 'p' and 'r'")
+        if m == "four_state" and (self.p13 is None or self.p31 is None):
+            raise ValueError("four_state needs at least 'p13' and 'p31'")
+        if m == "trace" and not self.file:
+            raise ValueError("trace needs 'file'")
+        return self
+
+
+class CrossTrafficConfig(Strict):
+    rate: BitsPerSecond
+    packet: Bytes = 1200.0
+
+
+class ChannelConfig(Strict):
+    bandwidth: BitsPerSecond = 20e6
+    delay: DelayConfig = DelayConfig()
+    queue: QueueConfig = QueueConfig(packets=200)
+    loss: LossConfig = LossConfig()
+    duplicate: Probability = 0.0
+    bit_error_rate: Probability = 0.0
+    cross_traffic: CrossTrafficConfig | None = None
+
+
+class ReceiverConfig(Strict):
+    deadline: Seconds = 0.150
+    recovery: list[Literal["transformer", "neighbour", "none"]] = ["neighbour", "none"]
+
+    @field_validator("recovery")
+    @classmethod
+    def _unique(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("list each recovery method once, at least one")
+        return v
+
+
+class SweepConfig(Strict):
+    loss_rate: list[Probability] | None = None
+    seeds: int = Field(1, ge=1, le=1000)
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    source: SourceConfig = SourceConfig()
+    codec: CodecConfig = CodecConfig()
+    packets: PacketsConfig = PacketsConfig()
+    channel: ChannelConfig = ChannelConfig()
+    receiver: ReceiverConfig = ReceiverConfig()
+    sweep: SweepConfig = SweepConfig()
+    seed: int = Field(0, ge=0, lt=2**32)
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _sweep_needs_a_rate_model(self):
+        if self.sweep.loss_rate and self.channel.loss.model not in ("bernoulli", "gilbert_elliott"):
+            raise ValueError("sweep.loss_rate needs channel.loss.model bernoulli or gilbert_elliott")
+        if self.sweep.loss_rate and self.channel.loss.model == "gilbert_elliott":
+            burst = self.channel.loss.burst
+            if burst is None:
+                raise ValueError("sweeping a gilbert_elliott loss rate needs channel.loss.burst")
+            for rate in self.sweep.loss_rate:
+                if rate >= 1 or rate / (burst * (1 - rate)) > 1:
+                    raise ValueError(f"sweep.loss_rate {rate} is impossible with burst {burst}")
+        return self
+
+    def resolve(self, relative: str | None) -> Path | None:
+        """A path from the scenario, relative to the scenario file's folder."""
+        if relative is None:
+            return None
+        p = Path(relative)
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+    def loss_rates(self) -> list[float]:
+        """The sweep's loss rates, or the channel's single one."""
+        if self.sweep.loss_rate:
+            return list(self.sweep.loss_rate)
+        loss = self.channel.loss
+        return [loss.rate if loss.rate is not None else 0.0]
+
+
+def _key_lines(node, path=(), out=None) -> dict[tuple, int]:
+    """Map each key path in a composed YAML tree to its 1-based line."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _key_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*path, i)] = item.start_mark.line + 1
+            _key_lines(item, (*path, i), out)
+    return out
+
+
+def load_scenario(path: Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (IsADirectoryError, UnicodeDecodeError, OSError) as e:
+        raise ScenarioError(f"{path}: cannot read ({type(e).__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _key_lines(yaml.compose(text)) if data is not None else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError(f"{path}{where}: invalid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}:1: a scenario is a mapping of keys (name, source, channel, ...)")
+    try:
+        scenario = Scenario.model_validate({**data, "path": path})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in (
+            "function-after", "literal", "int", "float", "str", "list", "tuple", "none")))) or ()
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        where = f":{line}" if line else ""
+        raise ScenarioError(f"{path}{where}: {key}: {msg}") from None
+    for label, rel in (("channel.loss.file", scenario.channel.loss.file),
+                       ("source.video", scenario.source.video)):
+        if rel and not scenario.resolve(rel).is_file():
+            line = lines.get(tuple(label.split(".")))
+            raise ScenarioError(f"{path}{':' + str(line) if line else ''}: {label}: "
+                                f"file not found: {scenario.resolve(rel)}")
+    if scenario.source.images != "builtin" and not scenario.source.video:
+        folder = scenario.resolve(scenario.source.images)
+        if not folder.is_dir():
+            line = lines.get(("source", "images"))
+            raise ScenarioError(f"{path}{':' + str(line) if line else ''}: source.images: "
+                                f"not 'builtin' nor a folder: {folder}")
+    if scenario.channel.loss.model == "trace":
+        from .loss_models import LossModelError, parse_trace
+
+        try:
+            parse_trace(scenario.resolve(scenario.channel.loss.file))
+        except LossModelError as e:
+            raise ScenarioError(f"{path}: channel.loss.file: {e}") from None
+    return scenario

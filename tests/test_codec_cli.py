@@ -1,0 +1,107 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codec.images import save_rgb
+from codec.tokens import TokenGrid
+from simnet.cli import main
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_image_codec_round_trip(tiny_codec, sample_rgb):
+    grid = tiny_codec.encode(sample_rgb, 64)
+    assert grid.shape == (5, 7) and grid.image_size == (72, 100)
+    data = tiny_codec.to_bytes(grid)
+    header, back = tiny_codec.from_bytes(data)
+    assert np.array_equal(back.indices, grid.indices)
+    out = tiny_codec.decode(back)
+    assert out.shape == sample_rgb.shape and out.dtype == np.uint8
+    assert np.array_equal(out, tiny_codec.decode(grid))  # decoding is deterministic
+
+
+def test_every_level_encodes(tiny_codec, sample_rgb):
+    for k in tiny_codec.level_sizes:
+        grid = tiny_codec.encode(sample_rgb, k)
+        assert grid.indices.max() < k
+
+
+def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
+    save_rgb(sample_rgb, tmp_path / "in.png")
+    w = ["--weights", str(tiny_weights)]
+    code, out, _ = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "a.vqb"), "-k", "16"] + w, capsys)
+    assert code == 0 and "bpp" in out
+    code, out, _ = run(["info", str(tmp_path / "a.vqb")], capsys)
+    assert code == 0 and "codebook: 16" in out and "100" in out
+    code, out, _ = run(["decode", str(tmp_path / "a.vqb"), str(tmp_path / "out.png")] + w, capsys)
+    assert code == 0 and (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("make_args, fragment", [
+    (lambda t, w: ["encode", str(t / "nope.png"), str(t / "o.vqb")] + w, "no such file"),
+    (lambda t, w: ["encode", str(t / "text.png"), str(t / "o.vqb")] + w, "not a readable image"),
+    (lambda t, w: ["encode", str(t / "in.png"), str(t / "o.vqb"), "-k", "100"] + w, "not an available level"),
+    (lambda t, w: ["decode", str(t / "text.png"), str(t / "o.png")] + w, "magic"),
+    (lambda t, w: ["decode", str(t / "trunc.vqb"), str(t / "o.png")] + w, "CRC"),
+    (lambda t, w: ["info", str(t / "nope.vqb")], "no such file"),
+    (lambda t, w: ["encode", str(t / "in.png"), str(t / "o.vqb"), "--weights", str(t)], "missing"),
+    (lambda t, w: ["encode", str(t / "in.png")], "Missing argument"),
+    (lambda t, w: ["eval", "--images", str(t / "none"), "--loss", "0,2"] + w, "[0, 1]"),
+    (lambda t, w: ["eval", "--images", str(t / "none")] + w, "not a folder"),
+    (lambda t, w: ["bogus"], "No such command"),
+])
+def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, tiny_weights, tiny_codec,
+                                               sample_rgb, make_args, fragment):
+    save_rgb(sample_rgb, tmp_path / "in.png")
+    (tmp_path / "text.png").write_text("hello, not an image")
+    data = tiny_codec.to_bytes(tiny_codec.encode(sample_rgb, 64))
+    (tmp_path / "trunc.vqb").write_bytes(data[:-3])
+    code, out, err = run(make_args(tmp_path, ["--weights", str(tiny_weights)]), capsys)
+    assert code == 2
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("simnet: error:"), err
+    assert fragment in lines[0]
+
+
+def test_console_script_exit_status(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "simnet.cli", "info", str(tmp_path / "x.vqb")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_eval_writes_results_json(tmp_path, capsys, tiny_weights, sample_rgb):
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    save_rgb(sample_rgb, tmp_path / "imgs" / "a.png")
+    save_rgb(sample_rgb[:, ::-1].copy(), tmp_path / "imgs" / "b.png")
+    out = tmp_path / "r.json"
+    code, text, _ = run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0,0.2",
+                         "--json", str(out), "--weights", str(tiny_weights)], capsys)
+    assert code == 0
+    doc = json.loads(out.read_text())
+    methods = {r["method"] for r in doc["records"]}
+    assert {"lossless", "none", "neighbour", "jpeg-q1", "webp-q0", "down3-webp"} <= methods
+    lossy = [r for r in doc["records"] if r["method"] == "none"]
+    assert len(lossy) == 2 and all(abs(r["loss_rate_tokens"] - 0.2) < 0.03 for r in lossy)
+    vq = [r for r in doc["records"] if r["method"] == "lossless"]
+    assert all(r["bits_over_cross_entropy"] < 1.01 + 64 / (r["bpp_payload"] * 7200) for r in vq)
+    assert doc["meta"]["model_checksums"]["codec"]
+    for rec in doc["records"]:
+        matched = rec["method"].startswith("down")
+        if matched:  # matched rate: never above the VQ file's rate
+            assert rec["bpp_wire"] <= vq[0]["bpp_wire"] + 1e-9 or rec["webp_quality"] == 0
+    rows = {(r["method"], r["loss_rate_target"]) for r in doc["summary"]}
+    assert ("neighbour", 0.2) in rows
+    # same seed, same results, bit for bit (the meta's command line aside)
+    run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0,0.2",
+         "--json", str(tmp_path / "r2.json"), "--weights", str(tiny_weights)], capsys)
+    doc2 = json.loads((tmp_path / "r2.json").read_text())
+    assert doc["records"] == doc2["records"] and doc["summary"] == doc2["summary"]

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from codec.entropy import Prior
+from codec.packets import (OVERHEAD_BYTES, Depacketizer, PacketError, interleave_order, packetize,
+                           parse_packet)
+from codec.tokens import TokenGrid
+
+
+def make_grid(h=32, w=48, k=1024, seed=0):
+    rng = np.random.default_rng(seed)
+    prior = Prior(rng.pareto(1.5, k) * 100)
+    grid = TokenGrid(rng.choice(k, (h, w), p=prior.probabilities), k, (h * 16, w * 16))
+    return grid, prior
+
+
+def test_interleave_order_is_a_seeded_permutation():
+    a = interleave_order(1536, "random", 7)
+    assert sorted(a.tolist()) == list(range(1536))
+    assert np.array_equal(a, interleave_order(1536, "random", 7))
+    assert not np.array_equal(a, interleave_order(1536, "random", 8))
+    assert np.array_equal(interleave_order(10, "none", 3), np.arange(10))
+
+
+@pytest.mark.parametrize("mtu", [200, 576, 1200])
+def test_packets_fit_the_mtu_and_round_trip(mtu):
+    grid, prior = make_grid()
+    packets = packetize(grid, prior, mtu=mtu, seed=3)
+    assert all(len(p.to_bytes()) <= mtu for p in packets)
+    assert sum(p.tokens for p in packets) == grid.indices.size
+    d = Depacketizer(lambda k: prior)
+    for p in reversed(packets):
+        assert d.add(p.to_bytes()) == "ok"
+    out = d.assemble(0, 0)
+    assert not out.missing.any()
+    assert np.array_equal(out.grid.indices, grid.indices)
+
+
+def test_max_tokens_limits_packet_size():
+    grid, prior = make_grid()
+    packets = packetize(grid, prior, max_tokens=64)
+    assert len(packets) == 24 and all(p.tokens == 64 for p in packets)
+
+
+def test_subset_duplicates_and_corruption():
+    grid, prior = make_grid()
+    packets = packetize(grid, prior, max_tokens=100, seed=11, frame=5, stream=2)
+    d = Depacketizer(lambda k: prior)
+    kept = packets[::2]
+    for p in kept:
+        assert d.add(p.to_bytes()) == "ok"
+    assert d.add(kept[0].to_bytes()) == "duplicate"
+    bad = bytearray(packets[1].to_bytes())
+    bad[30] ^= 0xFF
+    assert d.add(bytes(bad)) == "corrupt"
+    assert d.add(b"garbage") == "corrupt"
+    out = d.assemble(2, 5)
+    expected_lost = sum(p.tokens for p in packets[1::2])
+    assert out.missing.sum() == expected_lost
+    assert np.array_equal(out.grid.indices[~out.missing], grid.indices[~out.missing])
+    assert d.stats.accepted == len(kept) and d.stats.duplicate == 1 and d.stats.corrupt == 2
+
+
+def test_interleaving_scatters_a_burst():
+    grid, prior = make_grid()
+    packets = packetize(grid, prior, max_tokens=64, seed=1)
+    d = Depacketizer(lambda k: prior)
+    for p in packets[:10] + packets[14:]:  # a burst of 4 lost packets
+        d.add(p.to_bytes())
+    missing = d.assemble(0, 0).missing
+    rows_hit = missing.any(axis=1).sum()
+    assert missing.sum() == 256 and rows_hit > 28  # scattered over nearly every row
+
+
+def test_whole_frame_lost_needs_expected_shape():
+    d = Depacketizer(lambda k: Prior.uniform(k))
+    with pytest.raises(KeyError):
+        d.assemble(0, 9)
+    out = d.assemble(0, 9, expected=(256, (40, 50)))
+    assert out.missing.all() and out.grid.shape == (3, 4)
+
+
+def test_header_overhead_is_28_bytes():
+    assert OVERHEAD_BYTES == 28
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_random_bytes_never_crash_the_packet_parser(data):
+    try:
+        parse_packet(data)
+    except PacketError:
+        pass
+    d = Depacketizer(lambda k: Prior.uniform(k))
+    assert d.add(data) in ("ok", "corrupt")

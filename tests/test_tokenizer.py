@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from codec.checkpoint import (CheckpointError, load_taming_checkpoint, load_tokenizer,
+                              save_tokenizer)
+from codec.tokenizer import TokenizerConfig, VQModel, pad_to_multiple
+
+from conftest import TINY, tiny_model
+
+TAMING_KEYS = ["encoder.conv_in.weight", "encoder.down.0.block.0.norm1.weight",
+               "encoder.down.0.downsample.conv.weight", "encoder.mid.attn_1.q.weight",
+               "encoder.norm_out.weight", "encoder.conv_out.weight", "decoder.conv_in.weight",
+               "decoder.mid.block_1.conv1.weight", "decoder.up.0.block.0.conv1.weight",
+               "decoder.up.1.upsample.conv.weight", "decoder.conv_out.weight",
+               "quant_conv.weight", "post_quant_conv.weight", "quantize.embedding.weight"]
+
+
+def test_parameter_names_follow_taming_layout():
+    keys = set(VQModel(TINY).state_dict())
+    for key in TAMING_KEYS:
+        assert key in keys, key
+    assert "decoder.up.0.upsample.conv.weight" not in keys  # full-resolution level has none
+
+
+def test_any_image_size_round_trips_in_shape():
+    model = tiny_model()
+    x = torch.rand(1, 3, 37, 70) * 2 - 1
+    xp = pad_to_multiple(x, 16)
+    assert xp.shape[-2:] == (48, 80)
+    assert torch.equal(xp[..., :37, :70], x)
+    with torch.no_grad():
+        y, _, idx = model(xp)
+    assert y.shape == xp.shape and idx.shape == (1, 3, 5)
+
+
+def _taming_files(tmp_path, model: VQModel, extra=None):
+    cfg = model.config
+    state = {k: v for k, v in model.state_dict().items()}
+    state["loss.discriminator.main.0.weight"] = torch.randn(4, 3, 4, 4)  # ignored by the loader
+    state.update(extra or {})
+    torch.save({"state_dict": state, "global_step": 10}, tmp_path / "last.ckpt")
+    config = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": cfg.embed_dim, "n_embed": cfg.n_embed,
+        "ddconfig": {"double_z": False, "z_channels": cfg.z_channels, "resolution": cfg.resolution,
+                     "in_channels": 3, "out_ch": 3, "ch": cfg.ch, "ch_mult": list(cfg.ch_mult),
+                     "num_res_blocks": cfg.num_res_blocks,
+                     "attn_resolutions": list(cfg.attn_resolutions),
+                     "dropout": 0.0}}}}
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "last.ckpt", tmp_path / "model.yaml"
+
+
+def test_taming_checkpoint_loads_and_decodes_identically(tmp_path):
+    cfg = TokenizerConfig(**{**TINY.to_dict(), "attn_resolutions": (16,)})
+    torch.manual_seed(3)
+    original = VQModel(cfg).eval()
+    ckpt, conf = _taming_files(tmp_path, original)
+    loaded = load_taming_checkpoint(ckpt, conf)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x)[0], original(x)[0])
+
+
+def test_taming_checkpoint_wrong_shape_is_named(tmp_path):
+    model = tiny_model()
+    ckpt, conf = _taming_files(tmp_path, model, {"quant_conv.weight": torch.zeros(3, 3, 1, 1)})
+    with pytest.raises(CheckpointError, match="quant_conv.weight"):
+        load_taming_checkpoint(ckpt, conf)
+
+
+def test_taming_config_garbage(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: {params: {}}")
+    torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
+    with pytest.raises(CheckpointError, match="bad.yaml"):
+        load_taming_checkpoint(tmp_path / "x.ckpt", tmp_path / "bad.yaml")
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": Evil()}))
+    _, conf = _taming_files(tmp_path, tiny_model())
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_taming_checkpoint(tmp_path / "evil.ckpt", conf)
+
+
+def test_our_weights_round_trip_in_float16(tmp_path):
+    model = tiny_model()
+    save_tokenizer(model, tmp_path / "t.safetensors", {"step": 1})
+    loaded, info = load_tokenizer(tmp_path / "t.safetensors")
+    assert info == {"step": 1}
+    w0, w1 = model.quantize.embedding.weight, loaded.quantize.embedding.weight
+    assert torch.allclose(w0, w1, rtol=1e-3, atol=1e-3)
+
+
+def test_garbage_weights_file(tmp_path):
+    (tmp_path / "t.safetensors").write_bytes(b"not weights at all")
+    with pytest.raises(CheckpointError, match="t.safetensors"):
+        load_tokenizer(tmp_path / "t.safetensors")
+
+
+def test_ema_codebook_restarts_dead_codes():
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(**{**TINY.to_dict(), "restart_after": 1, "ema_decay": 0.5})
+    q = VQModel(cfg).quantize.train()
+    z = torch.randn(4, cfg.embed_dim, 8, 8)
+    for _ in range(5):
+        _, loss, idx = q(z)
+    assert len(torch.unique(idx)) > cfg.n_embed // 4
+    assert torch.isfinite(loss)
