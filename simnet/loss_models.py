@@ -102,6 +102,7 @@ class FourState:
             raise LossModelError("p13 + p14 and p31 + p32 must each be at most 1")
         self.rng = np.random.default_rng(seed)
         self.state = 1
+        self._cumulative = np.cumsum(self.transition_matrix(), axis=1)
 
     def transition_matrix(self) -> np.ndarray:
         m = np.zeros((4, 4))
@@ -112,8 +113,9 @@ class FourState:
         return m
 
     def drop(self, t: float | None = None) -> bool:
-        row = self.transition_matrix()[self.state - 1]
-        self.state = int(self.rng.choice(4, p=row)) + 1
+        u = self.rng.random()
+        row = self._cumulative[self.state - 1]
+        self.state = min(int(np.searchsorted(row, u, side="right")), 3) + 1
         return self.state in (3, 4)
 
     def stationary(self) -> np.ndarray:

@@ -158,11 +158,16 @@ class Link:
                 packet = SimPacket(bytes(data), packet.size, packet.frame, packet.index,
                                    packet.sent, packet.flow, packet.seq, True)
                 self.corrupted += 1
-        arrival = self.env.now + self.sample_delay()
+        now = self.env.now
+        delay = self.sample_delay()
         if not self.reorder:
-            arrival = max(arrival, self.last_delivery)
-            self.last_delivery = arrival
-        event = self.env.timeout(arrival - self.env.now)
+            # SimPy fires at now + delay in floating point: keep that sum, not the intended
+            # time, monotonic, so equal-time deliveries keep their order
+            delay = max(delay, self.last_delivery - now)
+            while now + delay < self.last_delivery:
+                delay = float(np.nextafter(delay, np.inf))
+            self.last_delivery = now + delay
+        event = self.env.timeout(delay)
         event.callbacks.append(lambda _event, p=packet: self.out.put(p))
 
 

@@ -1,0 +1,86 @@
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simnet.cli import main
+
+
+def scenario_text(weights: Path, extra: str = "") -> str:
+    return f"""
+name: tiny
+source: {{images: builtin, count: 3, size: [48, 64], fps: 10}}
+codec: {{codebook: 64, precision: fp32, weights: {weights}}}
+packets: {{mtu: 200 B, max_tokens: 4, interleave: random, seed: 1}}
+channel:
+  bandwidth: 2 Mbit/s
+  delay: {{base: 20 ms, jitter: 2 ms}}
+  loss: {{model: gilbert_elliott, rate: 0.2, burst: 2}}
+receiver: {{deadline: 150 ms, recovery: [neighbour, none]}}
+sweep: {{loss_rate: [0, 0.3], seeds: 2}}
+{extra}"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_weights):
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "tiny.yaml").write_text(scenario_text(tiny_weights))
+    assert main(["run", str(folder / "tiny.yaml"), "--out", str(folder / "a")]) == 0
+    return folder
+
+
+def test_results_json_has_the_spec_fields(tiny_run):
+    doc = json.loads((tiny_run / "a" / "tiny.json").read_text())
+    fields = ("scenario", "image", "seed", "loss_rate_target", "loss_rate_packets", "loss_rate_tokens",
+              "method", "codebook", "bpp_payload", "bpp_wire", "psnr", "ms_ssim", "latency_ms_p50",
+              "latency_ms_p95")
+    for rec in doc["records"]:
+        for f in fields:
+            assert f in rec
+    # 3 lossless + 3 frames x 2 rates x 2 seeds x 2 methods
+    assert len(doc["records"]) == 3 + 3 * 2 * 2 * 2
+    assert {r["method"] for r in doc["records"]} == {"lossless", "neighbour", "none"}
+    assert doc["meta"]["model_checksums"]["codec"] and doc["meta"]["versions"]["torch"]
+    lossy = [r for r in doc["records"] if r["loss_rate_target"] == 0.3]
+    assert 0.05 < np.mean([r["loss_rate_packets"] for r in lossy]) < 0.7
+    clean = [r for r in doc["records"] if r["loss_rate_target"] == 0 and r["method"] != "lossless"]
+    ceiling = {r["image"]: r["psnr"] for r in doc["records"] if r["method"] == "lossless"}
+    assert all(r["loss_rate_packets"] == 0 and r["psnr"] == ceiling[r["image"]] for r in clean)
+    assert all(r["bpp_wire"] > r["bpp_payload"] for r in doc["records"])
+    assert len(doc["runs"]) == 4 and "burst_lengths" in doc["runs"][0]
+
+
+def test_same_seed_same_json_bit_for_bit(tiny_run):
+    assert main(["run", str(tiny_run / "tiny.yaml"), "--out", str(tiny_run / "b"), "--no-pdf"]) == 0
+    assert (tiny_run / "a" / "tiny.json").read_bytes() == (tiny_run / "b" / "tiny.json").read_bytes()
+
+
+def test_other_seed_other_losses(tiny_run):
+    assert main(["run", str(tiny_run / "tiny.yaml"), "--out", str(tiny_run / "c"), "--seed", "9",
+                 "--no-pdf"]) == 0
+    a = json.loads((tiny_run / "a" / "tiny.json").read_text())["runs"]
+    c = json.loads((tiny_run / "c" / "tiny.json").read_text())["runs"]
+    assert [r["packets_lost"] for r in a] != [r["packets_lost"] for r in c]
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) not installed")
+def test_pdf_pages_render_and_are_not_blank(tiny_run, tmp_path):
+    pdf = tiny_run / "a" / "tiny.pdf"
+    (tiny_run / "a" / "tiny.pdf").unlink()
+    assert main(["report", str(tiny_run / "a" / "tiny.json")]) == 0  # re-render from the JSON
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "p")], check=True)
+    pages = sorted(tmp_path.glob("p-*.png"))
+    assert len(pages) >= 6  # title, quality, loss, rate/latency, two image grids
+    for page in pages:
+        pixels = np.asarray(Image.open(page).convert("L"), dtype=float)
+        assert pixels.std() > 5, f"{page.name} looks blank"
+
+
+def test_report_of_garbage_json(tmp_path, capsys):
+    (tmp_path / "x.json").write_text("{not json")
+    assert main(["report", str(tmp_path / "x.json")]) == 2
+    assert "not a results JSON" in capsys.readouterr().err
