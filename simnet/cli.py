@@ -236,14 +236,18 @@ def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselin
 
 
 def _print_summary(summary: list[dict]) -> None:
+    several = len({row["scenario"] for row in summary}) > 1
     table = Table(title="mean over images")
-    for col in ("method", "K", "loss", "bpp", "PSNR dB", "MS-SSIM", "token acc."):
+    columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",
+                                                    "PSNR dB", "MS-SSIM", "token acc.")
+    for col in columns:
         table.add_column(col, justify="right")
     for row in summary:
         acc = row.get("token_accuracy")
-        table.add_row(row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
-                      f"{row['bpp_wire']:.4f}", f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}",
-                      "-" if acc is None else f"{acc:.3f}")
+        cells = [row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
+                 f"{row.get('loss_rate_packets', 0):.3f}", f"{row['bpp_wire']:.4f}",
+                 f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}", "-" if acc is None else f"{acc:.3f}"]
+        table.add_row(*([row["scenario"]] if several else []), *cells)
     out_console.print(table)
 
 
@@ -318,6 +322,41 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool):
     out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
                       f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
                       f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
+
+
+@app.command()
+@click.argument("scenario_files", type=Path, nargs=-1, required=True)
+@click.option("--out", type=Path, default=Path("reports/sweep.json"), show_default=True,
+              help="Merged results JSON; the PDF goes beside it.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local processes (default: one per core).")
+@click.option("--scheduler", default=None, help="A Dask scheduler address, e.g. tcp://HOST:8786.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-pdf", is_flag=True, help="Write the JSON only.")
+def sweep(scenario_files, out, workers, scheduler, seed, no_pdf):
+    """Many scenarios x loss rates x seeds in parallel; one merged JSON and PDF.
+
+    \b
+    Example: simnet sweep scenarios/*.yaml --out reports/all.json
+    Example: simnet sweep scenarios/lossy20.yaml --scheduler tcp://10.0.0.5:8786
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .report import render_report
+    from .sweep import run_sweep
+
+    if out.suffix != ".json":
+        raise UserError(f"--out {out}: expected a .json path")
+    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sweep", total=None)
+        summary = run_sweep(list(scenario_files), out, seed, workers, scheduler,
+                            ["simnet", "sweep"] + [str(p) for p in scenario_files],
+                            lambda i, n: progress.update(task, completed=i, total=n))
+    _print_summary(summary)
+    out_console.print(f"wrote {out}")
+    if not no_pdf:
+        out_console.print(f"wrote {render_report(out)}")
 
 
 @app.command()

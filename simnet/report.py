@@ -85,8 +85,12 @@ def _quality_page(pdf, records):
     lossy = [r for r in records if r["method"] != "lossless" and r.get("psnr") is not None]
     ceiling = [r for r in records if r["method"] == "lossless"]
     fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    several = len({r["scenario"] for r in lossy}) > 1
+    styles = ["o-", "s--", "^-.", "v:", "D-", "x--"]
+    scenario_style = {name: styles[i % len(styles)]
+                      for i, name in enumerate(sorted({r["scenario"] for r in lossy}))}
     for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim", "MS-SSIM")):
-        for method, recs in sorted(_group(lossy, "method").items()):
+        for (scenario, *method), recs in sorted(_group(lossy, "scenario", "method").items()):
             by_rate = _group(recs, "loss_rate_target")
             xs, ys, lo, hi = [], [], [], []
             for (rate,), rr in sorted(by_rate.items()):
@@ -97,14 +101,15 @@ def _quality_page(pdf, records):
                 ys.append(np.mean(vals))
                 lo.append(np.min(vals))
                 hi.append(np.max(vals))
-            ax.plot(xs, ys, "o-", color=_colour(method[0]), label=method[0])
+            ax.plot(xs, ys, scenario_style[scenario], color=_colour(method[0]),
+                    label=f"{scenario}: {method[0]}" if several else method[0])
             ax.fill_between(xs, lo, hi, color=_colour(method[0]), alpha=0.2)
-        if ceiling:
+        if ceiling and not several:
             ax.axhline(_mean([r[metric] for r in ceiling]), color="black", ls="--", label="lossless decode")
         ax.set_xlabel("measured packet loss rate")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7 if several else 10)
     fig.suptitle("Quality against measured loss (mean over frames; band: range across seeds)")
     pdf.savefig(fig)
     plt.close(fig)
@@ -189,33 +194,42 @@ def _rate_latency_page(pdf, records, runs, info):
 
 
 def _grid_pages(pdf, doc, json_path):
-    image_dir = json_path.with_name(json_path.stem + "-images")
-    if not image_dir.is_dir():
+    image_root = json_path.with_name(json_path.stem + "-images")
+    if not image_root.is_dir():
         return
+    folders = [image_root] + sorted(p for p in image_root.iterdir() if p.is_dir())
     methods = [m for m in doc["meta"].get("methods", [])]
-    rates = sorted({r["loss_rate_target"] for r in doc["records"] if r["method"] != "lossless"})
-    frame = 0
-    while (image_dir / f"f{frame}-original.png").exists():
-        cols = ["original", "lossless", "lost tokens"] + methods
-        fig, axes = plt.subplots(max(1, len(rates)), len(cols), figsize=PAGE, squeeze=False)
-        for i, rate in enumerate(rates):
-            files = [f"f{frame}-original.png", f"f{frame}-lossless.png", f"f{frame}-r{rate:g}-mask.png"]
-            files += [f"f{frame}-r{rate:g}-{m}.png" for m in methods]
-            for j, (col, name) in enumerate(zip(cols, files)):
-                ax = axes[i][j]
-                ax.axis("off")
-                if (image_dir / name).exists():
-                    ax.imshow(np.asarray(Image.open(image_dir / name)))
-                if i == 0:
-                    ax.set_title(col, fontsize=8)
-                if j == 0:
-                    ax.text(-0.05, 0.5, f"loss {rate:g}", transform=ax.transAxes, rotation=90,
-                            va="center", ha="right", fontsize=8)
-        fig.suptitle(f"Frame {frame} at each target loss rate (seed {doc['meta'].get('seed')})")
-        fig.tight_layout()
-        pdf.savefig(fig, dpi=150)
-        plt.close(fig)
-        frame += 1
+    for folder in folders:
+        scenario = folder.name if folder != image_root else None
+        records = [r for r in doc["records"] if scenario is None or r["scenario"] == scenario]
+        rates = sorted({r["loss_rate_target"] for r in records if r["method"] != "lossless"})
+        frame = 0
+        while (folder / f"f{frame}-original.png").exists():
+            _grid_page(pdf, folder, frame, rates, methods, doc["meta"].get("seed"), scenario)
+            frame += 1
+
+
+def _grid_page(pdf, folder, frame, rates, methods, seed, scenario):
+    cols = ["original", "lossless", "lost tokens"] + methods
+    fig, axes = plt.subplots(max(1, len(rates)), len(cols), figsize=PAGE, squeeze=False)
+    for i, rate in enumerate(rates):
+        files = [f"f{frame}-original.png", f"f{frame}-lossless.png", f"f{frame}-r{rate:g}-mask.png"]
+        files += [f"f{frame}-r{rate:g}-{m}.png" for m in methods]
+        for j, (col, name) in enumerate(zip(cols, files)):
+            ax = axes[i][j]
+            ax.axis("off")
+            if (folder / name).exists():
+                ax.imshow(np.asarray(Image.open(folder / name)))
+            if i == 0:
+                ax.set_title(col, fontsize=8)
+            if j == 0:
+                ax.text(-0.05, 0.5, f"loss {rate:g}", transform=ax.transAxes, rotation=90,
+                        va="center", ha="right", fontsize=8)
+    prefix = f"{scenario}: " if scenario else ""
+    fig.suptitle(f"{prefix}frame {frame} at each target loss rate (seed {seed})")
+    fig.tight_layout()
+    pdf.savefig(fig, dpi=150)
+    plt.close(fig)
 
 
 def render_report(json_path: Path, pdf_path: Path | None = None) -> Path:

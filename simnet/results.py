@@ -38,6 +38,11 @@ def versions() -> dict:
 
 
 def make_meta(command: list[str], seed: int | None, checksums: dict, **extra) -> dict:
+    """Everything needed to reproduce a figure. Results are bit-for-bit reproducible for the same
+    versions and the same torch thread count (recorded: reduction order may change with it)."""
+    import torch
+
+    extra.setdefault("torch_threads", torch.get_num_threads())
     return {"command": " ".join(command), "seed": seed, "versions": versions(),
             "model_checksums": checksums, **extra}
 

@@ -84,3 +84,28 @@ def test_report_of_garbage_json(tmp_path, capsys):
     (tmp_path / "x.json").write_text("{not json")
     assert main(["report", str(tmp_path / "x.json")]) == 2
     assert "not a results JSON" in capsys.readouterr().err
+
+
+def test_sweep_merges_scenarios_in_parallel_deterministically(tmp_path, tiny_weights):
+    small = scenario_text(tiny_weights).replace("count: 3", "count: 2").replace("seeds: 2", "seeds: 1")
+    (tmp_path / "one.yaml").write_text(small.replace("name: tiny", "name: one"))
+    (tmp_path / "two.yaml").write_text(small.replace("name: tiny", "name: two")
+                                       .replace("rate: 0.2, burst: 2", "rate: 0.1, burst: 1"))
+    files = [str(tmp_path / "one.yaml"), str(tmp_path / "two.yaml")]
+    assert main(["sweep", *files, "--out", str(tmp_path / "p" / "s.json"), "--workers", "2"]) == 0
+    assert main(["sweep", *files, "--out", str(tmp_path / "q" / "s.json"), "--workers", "1",
+                 "--no-pdf"]) == 0
+    doc = json.loads((tmp_path / "p" / "s.json").read_text())
+    assert {r["scenario"] for r in doc["records"]} == {"one", "two"}
+    assert len(doc["records"]) == 2 * (2 + 2 * 2 * 1 * 2)
+    assert (tmp_path / "p" / "s.pdf").exists()
+    q = json.loads((tmp_path / "q" / "s.json").read_text())
+    assert doc["records"] == q["records"] and doc["summary"] == q["summary"]
+
+
+def test_sweep_rejects_a_broken_scenario_before_starting(tmp_path, capsys, tiny_weights):
+    (tmp_path / "ok.yaml").write_text(scenario_text(tiny_weights))
+    (tmp_path / "bad.yaml").write_text("name: bad\nchannel: {bandwidth: fast}\n")
+    assert main(["sweep", str(tmp_path / "ok.yaml"), str(tmp_path / "bad.yaml"),
+                 "--out", str(tmp_path / "s.json")]) == 2
+    assert "bad.yaml:2: channel.bandwidth" in capsys.readouterr().err
