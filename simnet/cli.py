@@ -424,5 +424,43 @@ def train_levels(tokenizer, out, sizes, refine, seed):
     make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s))
 
 
+@train_app.command("recovery")
+@click.option("--out", type=Path, default=Path("runs/recovery"), show_default=True,
+              help="Run folder; resumes from OUT/last.pt if present.")
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--decay-start", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--width", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@weights_option
+def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, seed, weights):
+    """Train the recovery transformer on token grids of the training split (never Kodak).
+
+    \b
+    Example: nohup simnet train recovery --out runs/recovery --max-minutes 120 &
+    """
+    from codec.images import default_data_root
+    from recovery.train_transformer import RecoveryTrainConfig, train
+    from recovery.transformer import TransformerConfig
+
+    from .recovery_data import training_grids, validation_grids
+
+    if not (default_data_root() / "bsds500").is_dir():
+        raise UserError(f"{default_data_root()}: training data not found (set SIMNET_DATA)")
+    if width % 8:
+        raise UserError(f"--width {width}: must be a multiple of 8 (the attention heads)")
+    codec = _codec(weights)
+    log = lambda s: out_console.print(s, highlight=False)
+    grids = training_grids(codec, log=log)
+    val = validation_grids(codec)
+    cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
+                              max_minutes=max_minutes, seed=seed,
+                              model=TransformerConfig(n_layer=layers, n_embd=width))
+    train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum})
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -96,19 +96,29 @@ class RunTimings:
 
 
 def encode_frames(codec, scenario: Scenario, frames, timings: RunTimings, progress=None):
+    """Encode, packetize and decode every frame. A frame that repeats an earlier image (sources
+    cycle through their images) shares its grid and decode: the long runs' memory then grows
+    only with the packets' bytes, not with decoded pixels."""
     out = []
     cfg = scenario.packets
+    by_image: dict[int, tuple] = {}
     for i, (name, rgb) in enumerate(frames):
+        key = id(rgb)
         t0 = time.perf_counter()
-        grid = codec.encode(rgb, scenario.codec.codebook)
+        if key not in by_image:
+            grid = codec.encode(rgb, scenario.codec.codebook)
+            timings.encode_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            lossless = codec.decode(grid)
+            timings.decode_s += time.perf_counter() - t0
+            by_image[key] = (grid, lossless, quality(rgb, lossless))
+        grid, lossless, q = by_image[key]
+        t0 = time.perf_counter()
         packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
                                   interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32)
         timings.encode_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lossless = codec.decode(grid)
-        timings.decode_s += time.perf_counter() - t0
         out.append(EncodedFrame(name, rgb, grid, [p.to_bytes() for p in packets],
-                                sum(len(p.payload) for p in packets), lossless, quality(rgb, lossless)))
+                                sum(len(p.payload) for p in packets), lossless, q))
         if progress:
             progress(i + 1, len(frames))
     return out

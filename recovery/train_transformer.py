@@ -1,0 +1,203 @@
+"""Resumable CPU training of the masked transformer on cached token grids.
+
+The grids come from the caller (`simnet train recovery` encodes the training split once with the
+tokenizer and caches them), so this module needs no codec beyond its token types. Masks are drawn
+the way losses happen: a loss ratio from MaskGIT's cosine distribution, applied as scattered
+tokens (what interleaved packets lose), as contiguous raster runs (packets without interleaving),
+or as rectangles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
+from .transformer_recovery import save_transformer
+
+
+@dataclass
+class RecoveryTrainConfig:
+    out: str = "runs/recovery"
+    steps: int = 3000
+    decay_start: int = 2000
+    warmup: int = 200
+    batch: int = 32
+    crop: int = 16
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.05
+    seed: int = 0
+    threads: int = 2
+    checkpoint_minutes: float = 5.0
+    val_every: int = 250
+    max_minutes: float = 0.0
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+
+
+def learning_rate(step: int, cfg: RecoveryTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if step < cfg.decay_start:
+        return cfg.lr
+    frac = min(1.0, (step - cfg.decay_start) / max(1, cfg.steps - cfg.decay_start))
+    return cfg.lr * (1 - frac * (1 - cfg.min_lr_ratio))
+
+
+def draw_mask(rng: np.random.Generator, h: int, w: int, ratio: float | None = None) -> np.ndarray:
+    """One training mask of shape (h, w)."""
+    n = h * w
+    if ratio is None:
+        ratio = float(np.clip(math.cos(math.pi / 2 * rng.random()), 1 / n, 0.95))
+    kind = rng.random()
+    mask = np.zeros(n, dtype=bool)
+    if kind < 0.6:  # scattered: interleaved packets
+        mask[rng.choice(n, size=max(1, round(ratio * n)), replace=False)] = True
+    elif kind < 0.8:  # raster runs: packets in raster order
+        run = int(rng.integers(2, 33))
+        starts = np.arange(0, n, run)
+        lost = starts[rng.random(len(starts)) < ratio]
+        for s in lost:
+            mask[s: s + run] = True
+    else:  # rectangles
+        grid = mask.reshape(h, w)
+        while grid.mean() < ratio:
+            bh, bw = int(rng.integers(1, h // 2 + 2)), int(rng.integers(1, w // 2 + 2))
+            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            grid[y:y + bh, x:x + bw] = True
+    if not mask.any():
+        mask[rng.integers(n)] = True
+    return mask.reshape(h, w)
+
+
+class GridSampler:
+    """Random crops of token grids at random levels, with random masks."""
+
+    def __init__(self, grids: dict[int, list[np.ndarray]], crop: int, seed: int):
+        self.levels = sorted(grids)
+        self.grids = {k: [g for g in v if min(g.shape) >= crop] for k, v in grids.items()}
+        if not all(self.grids.values()):
+            raise ValueError(f"every level needs grids of at least {crop}x{crop} tokens")
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int, level: int | None = None):
+        level = self.levels[self.rng.integers(len(self.levels))] if level is None else level
+        pool = self.grids[level]
+        c = self.crop
+        tokens = np.empty((n, c, c), dtype=np.int64)
+        masks = np.empty((n, c, c), dtype=bool)
+        for i in range(n):
+            g = pool[self.rng.integers(len(pool))]
+            y = self.rng.integers(0, g.shape[0] - c + 1)
+            x = self.rng.integers(0, g.shape[1] - c + 1)
+            tokens[i] = g[y:y + c, x:x + c]
+            masks[i] = draw_mask(self.rng, c, c)
+        return level, torch.from_numpy(tokens), torch.from_numpy(masks)
+
+
+@torch.no_grad()
+def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
+             seed: int = 1234) -> dict:
+    """Top-1 accuracy on lost tokens, whole validation grids, `ratio` of tokens lost at random
+    (one-shot prediction)."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    out = {}
+    for level, pool in sorted(grids.items()):
+        hits = total = 0
+        nll = 0.0
+        for g in pool:
+            h, w = g.shape
+            mask = np.zeros(h * w, dtype=bool)
+            mask[rng.choice(h * w, size=max(1, round(ratio * h * w)), replace=False)] = True
+            mask = torch.from_numpy(mask.reshape(1, h, w))
+            idx = torch.from_numpy(g)[None]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(idx, mask, level).float()
+            hits += int((logits.argmax(-1)[mask] == idx[mask]).sum())
+            nll += float(F.cross_entropy(logits[mask], idx[mask], reduction="sum"))
+            total += int(mask.sum())
+        out[f"val_acc_{level}"] = hits / total
+        out[f"val_nll_{level}"] = nll / total
+    model.train()
+    return out
+
+
+def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
+          val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    state_path = out / "last.pt"
+    state = torch.load(state_path, weights_only=False) if state_path.exists() else None
+    if state is not None:
+        cfg.model = TransformerConfig.from_dict(state["model_config"])
+    cfg.model.levels = tuple(sorted(grids))
+    model = MaskedTokenTransformer(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    sampler = GridSampler(grids, cfg.crop, cfg.seed)
+    step, best = 0, -math.inf
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = state["step"], state["best"]
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed from {state_path} at step {step}")
+    log(f"transformer: {count_parameters(model) / 1e6:.2f} M parameters, levels {list(cfg.model.levels)}, "
+        f"{sum(len(v) for v in sampler.grids.values())} training grids")
+    started = last_ckpt = time.time()
+    logf = (out / "log.jsonl").open("a")
+    model.train()
+    running, count = 0.0, 0
+    while step < cfg.steps:
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        level, tokens, masks = sampler.batch(cfg.batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(tokens, masks, level)
+        loss = F.cross_entropy(logits.float()[masks], tokens[masks])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        running += loss.item()
+        count += 1
+        if step % 50 == 0:
+            rec = {"step": step, "lr": lr, "minutes": (time.time() - started) / 60, "loss": running / count}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            running, count = 0.0, 0
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            rec = {"step": step, **validate(model, val_grids)}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            score = float(np.mean([v for k, v in rec.items() if k.startswith("val_acc")]))
+            if score > best:
+                best = score
+                save_transformer(model, out / "best.safetensors", {**(extra_info or {}), **rec})
+        timeout = cfg.max_minutes > 0 and time.time() - started > cfg.max_minutes * 60
+        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == cfg.steps or timeout:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "best": best, "sampler_rng": sampler.rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()},
+                       out / "last.tmp")
+            (out / "last.tmp").replace(state_path)
+            last_ckpt = time.time()
+        if timeout:
+            log(f"stopping after {cfg.max_minutes} minutes at step {step}; run again to resume")
+            break
+    logf.close()
+    return out / "best.safetensors"

@@ -1,0 +1,141 @@
+"""A bidirectional masked transformer over VQ token grids (MaskGIT style), in the manner of
+nanoGPT's model.py: one file, a config dataclass, no framework.
+
+One model serves every codebook level: each level has its own rows in one embedding table and
+its own slice of the output layer (offsets in `level_offsets`), and a learned level embedding is
+added to every position. Positions are a learned row embedding plus a learned column embedding,
+so any grid up to `max_side` x `max_side` tokens works (64 x 64 tokens = 1024 x 1024 pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class TransformerConfig:
+    levels: tuple[int, ...] = (16, 64, 256, 1024)
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 256
+    max_side: int = 64
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransformerConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown transformer config keys: {sorted(unknown)}")
+        d = dict(d)
+        d["levels"] = tuple(int(k) for k in d.get("levels", cls.levels))
+        return cls(**d)
+
+    @property
+    def level_offsets(self) -> dict[int, int]:
+        offsets, total = {}, 0
+        for k in self.levels:
+            offsets[k] = total
+            total += k
+        return offsets
+
+    @property
+    def vocab_size(self) -> int:
+        return sum(self.levels)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class MaskedTokenTransformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)  # last row: the mask token
+        self.row_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
+        self.col_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
+        self.level_emb = nn.Embedding(len(cfg.levels), cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.vocab_size
+
+    def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int) -> torch.Tensor:
+        """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level)."""
+        cfg = self.config
+        b, h, w = indices.shape
+        if level not in cfg.level_offsets:
+            raise ValueError(f"this transformer knows levels {list(cfg.levels)}, not {level}")
+        if h > cfg.max_side or w > cfg.max_side:
+            raise ValueError(f"grid {h}x{w} exceeds the transformer's {cfg.max_side}x{cfg.max_side}")
+        offset = cfg.level_offsets[level]
+        tokens = torch.where(missing, torch.full_like(indices, self.mask_id), indices + offset)
+        x = self.tok_emb(tokens.view(b, h * w))
+        pos = (self.row_emb.weight[:h, None, :] + self.col_emb.weight[None, :w, :]).view(h * w, -1)
+        x = x + pos[None] + self.level_emb.weight[cfg.levels.index(level)]
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        logits = F.linear(x, self.head.weight[offset: offset + level], self.head.bias[offset: offset + level])
+        return logits.view(b, h, w, level)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from codec.tokens import LossyTokenGrid, TokenGrid
+from recovery import RecoveryError, get_method
+from recovery.baselines import NeighbourRecovery, NoneRecovery
+from recovery.train_transformer import RecoveryTrainConfig, draw_mask, train, validate
+from recovery.transformer import MaskedTokenTransformer, TransformerConfig
+from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer
+
+
+def lossy(indices, missing, level):
+    return LossyTokenGrid(TokenGrid(np.where(missing, 0, indices), level, (16 * indices.shape[0],
+                                                                          16 * indices.shape[1])), missing)
+
+
+def smooth_codebook(k=64, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(k, d, generator=g)
+
+
+def test_none_fills_the_code_nearest_the_mean():
+    cb = smooth_codebook()
+    idx = np.random.default_rng(0).integers(0, 64, (6, 8))
+    miss = np.zeros((6, 8), bool)
+    miss[2, 3] = miss[4, 4] = True
+    out = NoneRecovery().recover(lossy(idx, miss, 64), cb)
+    nearest_mean = int(torch.cdist(cb.mean(0, keepdim=True), cb).argmin())
+    assert out[2, 3] == out[4, 4] == nearest_mean
+    assert np.array_equal(out[~miss], idx[~miss])
+
+
+def test_neighbour_restores_a_flat_region_and_fills_holes_inwards():
+    cb = smooth_codebook()
+    idx = np.full((10, 10), 7)
+    miss = np.zeros((10, 10), bool)
+    miss[2:8, 2:8] = True  # a hole with no known neighbour at its centre
+    out = NeighbourRecovery().recover(lossy(idx, miss, 64), cb)
+    assert (out == 7).all()
+
+
+def test_baselines_reject_bad_inputs():
+    cb = smooth_codebook()
+    good = lossy(np.zeros((4, 4), int), np.zeros((4, 4), bool), 64)
+    with pytest.raises(RecoveryError, match="codebook"):
+        NeighbourRecovery().recover(good, smooth_codebook(k=16))
+    with pytest.raises(ValueError, match="mask"):
+        LossyTokenGrid(TokenGrid(np.zeros((4, 4), int), 64, (64, 64)), np.zeros((3, 4), bool))
+    with pytest.raises(ValueError, match="outside"):
+        TokenGrid(np.full((4, 4), 99), 64, (64, 64))
+    with pytest.raises(RecoveryError, match="unknown recovery method"):
+        get_method("magic")
+
+
+TINY = TransformerConfig(levels=(16, 64), n_layer=2, n_head=2, n_embd=32, max_side=16)
+
+
+def test_transformer_shapes_and_levels():
+    model = MaskedTokenTransformer(TINY)
+    idx = torch.randint(0, 16, (2, 5, 7))
+    miss = torch.rand(2, 5, 7) < 0.3
+    assert model(idx, miss, 16).shape == (2, 5, 7, 16)
+    assert model(idx, miss, 64).shape == (2, 5, 7, 64)
+    with pytest.raises(ValueError, match="levels"):
+        model(idx, miss, 256)
+    with pytest.raises(ValueError, match="exceeds"):
+        model(torch.zeros(1, 17, 4, dtype=torch.long), torch.zeros(1, 17, 4, dtype=torch.bool), 16)
+
+
+def test_masked_positions_do_not_leak_their_token():
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TINY).eval()
+    idx = torch.randint(0, 64, (1, 4, 4))
+    miss = torch.zeros(1, 4, 4, dtype=torch.bool)
+    miss[0, 1, 2] = True
+    other = idx.clone()
+    other[0, 1, 2] = (idx[0, 1, 2] + 5) % 64
+    with torch.no_grad():
+        assert torch.equal(model(idx, miss, 64), model(other, miss, 64))
+
+
+def stripes(n, h=12, w=12, k=16, seed=0):
+    """Grids whose every row repeats one token: the missing ones follow from their row."""
+    rng = np.random.default_rng(seed)
+    return [np.repeat(rng.integers(0, k, (h, 1)), w, axis=1) for _ in range(n)]
+
+
+def test_training_learns_a_learnable_pattern_and_resumes(tmp_path):
+    grids, val = {16: stripes(40)}, {16: stripes(4, seed=2)}
+    cfg = RecoveryTrainConfig(out=str(tmp_path), steps=400, decay_start=300, warmup=20, batch=16, crop=8,
+                              lr=1e-3, val_every=400, threads=1,
+                              model=TransformerConfig(n_layer=2, n_head=2, n_embd=32, max_side=16))
+    before = validate(MaskedTokenTransformer(TransformerConfig(levels=(16,), n_layer=2, n_head=2,
+                                                               n_embd=32, max_side=16)), val)
+    best = train(cfg, grids, val, log=lambda s: None)
+    model, info, _ = load_transformer(best)
+    scores = validate(model, val)
+    # chance is 1/16: the model must have learnt to copy a lost token from its row
+    assert scores["val_acc_16"] > 0.25 and scores["val_nll_16"] < before["val_nll_16"] - 0.3
+    cfg.steps = 410
+    train(cfg, grids, val, log=lambda s: None)  # resumes from last.pt and goes on
+
+
+def test_transformer_recovery_interface(tmp_path):
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TINY)
+    save_transformer(model, tmp_path / "t.safetensors", {"note": "test"})
+    rec = TransformerRecovery.from_weights(tmp_path / "t.safetensors", steps=4)
+    assert rec.checksum and len(rec.checksum) == 64
+    idx = np.random.default_rng(0).integers(0, 64, (6, 8))
+    miss = np.random.default_rng(1).random((6, 8)) < 0.4
+    out = rec.recover(lossy(idx, miss, 64), smooth_codebook())
+    assert out.shape == (6, 8) and out.max() < 64
+    assert np.array_equal(out[~miss], idx[~miss])
+    one_shot = TransformerRecovery(model, steps=1).recover(lossy(idx, miss, 64), smooth_codebook())
+    assert np.array_equal(one_shot[~miss], idx[~miss])
+    with pytest.raises(RecoveryError, match="trained for levels"):
+        rec.recover(lossy(np.zeros((4, 4), int), np.ones((4, 4), bool), 256), smooth_codebook(k=256))
+
+
+def test_wrong_transformer_weights_are_named(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
+    with pytest.raises(RecoveryError, match="bad.safetensors"):
+        TransformerRecovery.from_weights(tmp_path / "bad.safetensors")
+    with pytest.raises(RecoveryError, match="no transformer weights"):
+        TransformerRecovery.from_weights(tmp_path / "missing.safetensors")
+
+
+def test_training_masks_cover_the_ratio():
+    rng = np.random.default_rng(0)
+    for ratio in (0.1, 0.3, 0.6):
+        got = np.mean([draw_mask(rng, 16, 16, ratio).mean() for _ in range(300)])
+        assert abs(got - ratio) < 0.08
