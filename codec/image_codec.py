@@ -12,7 +12,7 @@ from .bitstream import BitstreamError, BitstreamHeader, read_bitstream, write_bi
 from .checkpoint import CheckpointError, file_checksum, load_tokenizer
 from .entropy import Prior
 from .images import to_tensor, to_uint8
-from .levels import Level, load_levels, nearest
+from .levels import Level, load_levels
 from .packets import DEFAULT_MTU, Packet, packetize
 from .tokenizer import VQModel, pad_to_multiple
 from .tokens import TokenGrid
@@ -81,13 +81,14 @@ class ImageCodec:
         return z[0].float()
 
     @torch.no_grad()
-    def encode(self, rgb: np.ndarray, level: int) -> TokenGrid:
+    def encode(self, rgb: np.ndarray, level: int, rate_lambda: float | None = None) -> TokenGrid:
+        """`rate_lambda` overrides the level's shipped rate-distortion trade-off (0: nearest code)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
-        codebook = self.codebook(level)
+        lvl = self.level(level)
         z = self.latent(rgb)
         d, h, w = z.shape
-        idx = nearest(z.permute(1, 2, 0).reshape(-1, d), codebook).reshape(h, w)
+        idx = lvl.assign(z.permute(1, 2, 0).reshape(-1, d), rate_lambda).reshape(h, w)
         return TokenGrid(idx.numpy(), level, rgb.shape[:2])
 
     @torch.no_grad()

@@ -29,12 +29,26 @@ class Level:
     codebook: torch.Tensor  # (K, D) float32
     from_base: np.ndarray  # (base K,) int64: base index -> index at this level
     prior: Prior
+    # entropy-constrained assignment: a code costs |z - e|^2 + rate_lambda * (its bits under the
+    # prior); 0 is plain nearest-code quantisation
+    rate_lambda: float = 0.0
+
+    def assign(self, flat: torch.Tensor, rate_lambda: float | None = None) -> torch.Tensor:
+        lam = self.rate_lambda if rate_lambda is None else rate_lambda
+        if lam <= 0:
+            return nearest(flat, self.codebook)
+        bits = torch.from_numpy(-np.log2(self.prior.probabilities)).float()
+        return nearest(flat, self.codebook, bias=lam * bits)
 
 
-def nearest(flat: torch.Tensor, codebook: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """Index of the nearest row of `codebook` for each row of `flat`, chunked to bound memory."""
+def nearest(flat: torch.Tensor, codebook: torch.Tensor, chunk: int = 65536,
+            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of the nearest row of `codebook` for each row of `flat` (plus a per-code `bias`
+    added to the squared distance), chunked to bound memory."""
     codebook = codebook.float()
     norms = codebook.pow(2).sum(1)
+    if bias is not None:
+        norms = norms + bias
     out = []
     for part in flat.float().split(chunk):
         out.append((norms[None, :] - 2 * part @ codebook.t()).argmin(1))
@@ -101,6 +115,28 @@ def build_levels(base_codebook: torch.Tensor, latents: torch.Tensor, sizes=DEFAU
     return levels
 
 
+def tune_rate_lambda(level: Level, latents: torch.Tensor, target_bits: float,
+                     iterations: int = 30) -> tuple[float, float]:
+    """The smallest rate_lambda whose assignment of `latents` costs at most `target_bits` per
+    token under the level's prior (bisection: the rate falls as lambda grows). Returns
+    (lambda, bits per token)."""
+    def bits(lam: float) -> float:
+        return level.prior.information_bits(level.assign(latents, lam).numpy()) / len(latents)
+
+    if bits(0.0) <= target_bits:
+        return 0.0, bits(0.0)
+    scale = float((latents - level.codebook[nearest(latents, level.codebook)]).pow(2).sum(1).mean())
+    lo, hi = 0.0, scale
+    while bits(hi) > target_bits:
+        hi *= 2
+        if hi > 1e6 * scale:
+            raise ValueError(f"no rate_lambda reaches {target_bits} bits per token")
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if bits(mid) <= target_bits else (mid, hi)
+    return hi, bits(hi)
+
+
 def _distortion(latents: torch.Tensor, codebook: torch.Tensor) -> float:
     idx = nearest(latents, codebook)
     return float((latents - codebook[idx]).pow(2).sum(1).mean())
@@ -112,6 +148,7 @@ def save_levels(levels: dict[int, Level], path: Path, info: dict | None = None) 
         tensors[f"codebook.{k}"] = level.codebook.float().contiguous()
         tensors[f"from_base.{k}"] = torch.from_numpy(level.from_base).contiguous()
         tensors[f"prior_counts.{k}"] = torch.from_numpy(np.asarray(level.prior.counts, dtype=np.float64))
+        tensors[f"rate_lambda.{k}"] = torch.tensor([float(level.rate_lambda)], dtype=torch.float64)
     save_file(tensors, str(path), metadata={"format": "simnet-levels/1", "info": json.dumps(info or {})})
 
 
@@ -135,5 +172,8 @@ def load_levels(path: Path) -> dict[int, Level]:
             raise CheckpointError(f"{path}: level {k} lacks {e}") from None
         if codebook.shape[0] != k or counts.shape != (k,) or from_base.max(initial=0) >= k:
             raise CheckpointError(f"{path}: level {k} has inconsistent shapes")
-        levels[k] = Level(k, codebook, from_base, Prior(counts))
+        lam = float(tensors[f"rate_lambda.{k}"][0]) if f"rate_lambda.{k}" in tensors else 0.0
+        if not np.isfinite(lam) or lam < 0:
+            raise CheckpointError(f"{path}: level {k} has a bad rate_lambda {lam}")
+        levels[k] = Level(k, codebook, from_base, Prior(counts), lam)
     return levels

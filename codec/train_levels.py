@@ -10,7 +10,7 @@ from PIL import Image
 
 from .checkpoint import file_checksum, load_tokenizer
 from .images import load_rgb, to_tensor, training_images
-from .levels import build_levels, save_levels
+from .levels import build_levels, save_levels, tune_rate_lambda
 from .tokenizer import VQModel, pad_to_multiple
 
 MAX_SIDE = 768  # large training photos are reduced to the scale of the evaluation photographs
@@ -56,13 +56,32 @@ def training_latents(model: VQModel, cache: Path | None = None, log=print) -> li
     return grids
 
 
-def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, log=print) -> None:
+def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, log=print,
+                target_bits: dict[int, float] | None = None) -> None:
+    """Build the levels from the training split; `target_bits` {K: bits per token} sets each
+    level's rate_lambda so the validation split (BSDS500 val, never Kodak) costs that much."""
     model, _ = load_tokenizer(tokenizer_path)
     cache = Path("runs/cache") / f"latents-{file_checksum(tokenizer_path)[:12]}.safetensors"
     grids = training_latents(model, cache, log)
     latents = torch.cat([g.flatten(1).t() for g in grids])
     log(f"{latents.shape[0]} training latents of dimension {latents.shape[1]}")
     levels = build_levels(model.quantize.embedding.weight.data, latents, sizes, refine, seed, log)
+    tuned = {}
+    if target_bits:
+        from .images import validation_images
+
+        val = torch.cat([image_latents(model, load_rgb(p)).flatten(1).t() for p in validation_images()])
+        for k, bits in sorted(target_bits.items()):
+            if k not in levels:
+                raise ValueError(f"target bits given for level {k}, which is not being built")
+            lam, got = tune_rate_lambda(levels[k], val, bits)
+            levels[k].rate_lambda = lam
+            tuned[k] = {"rate_lambda": lam, "val_bits_per_token": got,
+                        "val_bits_nearest": levels[k].prior.information_bits(
+                            levels[k].assign(val, 0.0).numpy()) / len(val)}
+            log(f"level {k}: rate_lambda {lam:.5g} -> {got:.3f} bits per token on validation "
+                f"(nearest code: {tuned[k]['val_bits_nearest']:.3f})")
     save_levels(levels, out, {"tokenizer_sha256": file_checksum(tokenizer_path), "refine": refine,
-                              "seed": seed, "training_tokens": int(latents.shape[0])})
+                              "seed": seed, "training_tokens": int(latents.shape[0]),
+                              "rate_tuning": {str(k): v for k, v in tuned.items()}})
     log(f"wrote {out}")

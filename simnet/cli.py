@@ -408,8 +408,10 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, seed)
 @click.option("--sizes", default="16,64,256,1024", show_default=True, help="Codebook levels.")
 @click.option("--refine", type=click.IntRange(min=0), default=10, show_default=True,
               help="Lloyd steps on the training latents.")
+@click.option("--target-bits", default="", help="Rate targets per level, K=BITS per token, comma "
+              "separated (e.g. 1024=9.2): tunes each level's rate_lambda on the validation split.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_levels(tokenizer, out, sizes, refine, seed):
+def train_levels(tokenizer, out, sizes, refine, target_bits, seed):
     """Cluster the tokenizer's codebook into smaller levels and learn each level's prior.
 
     \b
@@ -421,7 +423,15 @@ def train_levels(tokenizer, out, sizes, refine, seed):
         level_sizes = tuple(int(s) for s in sizes.split(","))
     except ValueError:
         raise UserError(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
-    make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s))
+    targets = {}
+    for item in filter(None, (t.strip() for t in target_bits.split(","))):
+        try:
+            k, bits = item.split("=")
+            targets[int(k)] = float(bits)
+        except ValueError:
+            raise UserError(f"--target-bits: expected K=BITS items, got {item!r}") from None
+    make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s),
+                target_bits=targets)
 
 
 @train_app.command("recovery")

@@ -57,3 +57,18 @@ def test_ssim_and_ms_ssim_identity_and_ordering():
 def test_ms_ssim_works_on_small_images():
     x = torch.rand(1, 3, 40, 56)
     assert 0 < float(ms_ssim(x, (x * 0.9))) <= 1
+
+
+def test_rate_lambda_trades_distortion_for_bits():
+    from codec.levels import tune_rate_lambda
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 4, generator=g)
+    latents = torch.randn(5000, 4, generator=g)
+    level = build_levels(base, latents, (64,), 0, 0, log=lambda s: None)[64]
+    bits0 = level.prior.information_bits(level.assign(latents, 0.0).numpy()) / len(latents)
+    lam, bits = tune_rate_lambda(level, latents, bits0 - 0.5)
+    assert lam > 0 and bits <= bits0 - 0.5 + 1e-9
+    d0 = (latents - level.codebook[level.assign(latents, 0.0)]).pow(2).sum(1).mean()
+    d1 = (latents - level.codebook[level.assign(latents, lam)]).pow(2).sum(1).mean()
+    assert d1 > d0  # fewer bits, more distortion
