@@ -22,7 +22,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: install
-	$(BIN)/simnet demo
+	$(BIN)/simnet run scenarios/lossy20.yaml
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -373,6 +373,25 @@ def report(results_json: Path, out: Path | None):
     out_console.print(f"wrote {render_report(results_json, out)}")
 
 
+@app.command()
+@click.argument("which", type=click.Choice(["all", "network", "codec", "memory"]), default="all")
+def bench(which):
+    """The performance figures, each as a ratio against a baseline measured in the same run
+    (runs the scripts in benchmarks/ of a source checkout).
+
+    \b
+    Example: simnet bench network
+    """
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not root.is_dir():
+        raise UserError(f"{root}: benchmarks/ not found; run from a source checkout of simnet")
+    script = {"all": "run_all.py", "network": "network_speed.py", "codec": "codec_speed.py",
+              "memory": "long_run_memory.py"}[which]
+    return subprocess.call([sys.executable, str(root / script)])
+
+
 @train_app.command("tokenizer")
 @click.option("--out", type=Path, default=Path("runs/tokenizer"), show_default=True,
               help="Run folder; resumes from OUT/last.pt if present.")
