@@ -28,6 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/pip install -q ns.py
 	$(BIN)/python benchmarks/run_all.py
 
 clean-venv:

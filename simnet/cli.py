@@ -40,10 +40,11 @@ def _expected_errors() -> tuple[type, ...]:
     from recovery.base import RecoveryError
 
     from .loss_models import LossModelError
+    from .mqtt.transport import MqttError
     from .results import ResultsError
 
     errors = [UserError, BitstreamError, CheckpointError, EntropyError, ImageError, PacketError,
-              RecoveryError, LossModelError, ResultsError]
+              RecoveryError, LossModelError, ResultsError, MqttError]
     try:
         from .scenario import ScenarioError
 
@@ -489,6 +490,202 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
                               max_minutes=max_minutes, seed=seed,
                               model=TransformerConfig(n_layer=layers, n_embd=width))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum})
+
+
+@app.group("mqtt")
+def mqtt_app():
+    """Send the codec's packets over a real MQTT broker, with a live view at the receiver."""
+
+
+def _mqtt_options(f):
+    for opt in reversed([
+        click.option("--broker", default="127.0.0.1:1883", show_default=True, help="HOST[:PORT] of the broker."),
+        click.option("--username", default=None), click.option("--password", default=None),
+        click.option("--ca-file", type=Path, default=None, help="CA certificate: connect with TLS."),
+        click.option("--client-id", default=None),
+        click.option("--qos", type=click.IntRange(0, 2), default=0, show_default=True),
+        click.option("--keepalive", type=click.IntRange(min=1), default=30, show_default=True),
+        click.option("--stream", default="demo", show_default=True, help="Stream name (topic simnet/NAME/...)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _connection(broker, username, password, ca_file, client_id, qos, keepalive):
+    from .mqtt.transport import ConnectionOptions, parse_broker
+
+    host, port = parse_broker(broker)
+    if ca_file is not None and not ca_file.is_file():
+        raise UserError(f"--ca-file {ca_file}: no such file")
+    return ConnectionOptions(host, port, username, password, str(ca_file) if ca_file else None,
+                             client_id, qos, keepalive)
+
+
+def _source_frames(images, size, count):
+    from .runner import fit_frame
+    from codec.images import builtin_images, list_images, load_rgb
+
+    pool = builtin_images() if images in (None, "builtin") else [(p.name, load_rgb(p)) for p in list_images(Path(images))]
+    fitted = [(n, fit_frame(rgb, size)) for n, rgb in pool]
+    return [fitted[i % len(fitted)] for i in range(count)]
+
+
+def _channel_from(scenario_file, loss_rate, seed):
+    from .mqtt.sender import LiveChannel
+    from .scenario import load_scenario
+
+    if scenario_file is None:
+        return None
+    scenario = load_scenario(scenario_file)
+    return LiveChannel(scenario.channel, seed, loss_rate, scenario.path.parent)
+
+
+@mqtt_app.command("send")
+@_mqtt_options
+@click.option("--images", default="builtin", show_default=True, help="builtin, or a folder of images.")
+@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--size", default="256x384", show_default=True, help="HEIGHTxWIDTH of every frame.")
+@click.option("--codebook", "-k", type=int, default=1024, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option("--channel", "channel_file", type=Path, default=None,
+              help="Apply this scenario's loss and delay models before publishing.")
+@click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Override the channel's loss rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@weights_option
+def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, stream, images, frames, fps,
+              size, codebook, max_tokens, channel_file, loss, seed, weights):
+    """Publish frames as packets on simnet/STREAM/packets; print the receiver's reports.
+
+    \b
+    Example: simnet mqtt send --broker 192.168.1.10 --stream cam1 --fps 5 --channel scenarios/lossy20.yaml
+    """
+    import asyncio
+
+    from .mqtt.sender import send_stream
+
+    options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
+    frame_size = _parse_size(size)
+    channel = _channel_from(channel_file, loss, seed)
+    codec = _codec(weights)
+    if codebook not in codec.levels:
+        _bad_level(codebook, codec)
+    stats = asyncio.run(send_stream(options, stream, _source_frames(images, frame_size, frames), codec,
+                                    codebook, fps, channel, max_tokens=max_tokens,
+                                    log=lambda s: console.print(s)))
+    last = stats.feedback[-1] if stats.feedback else {}
+    out_console.print(f"sent {stats.frames} frames, {stats.packets} packets ({stats.dropped} dropped by "
+                      f"the channel model), {stats.bytes} bytes; receiver reports: {len(stats.feedback)}"
+                      + (f", last: shown {last.get('frames_shown')}, loss {last.get('loss_rate', 0):.3f}"
+                         if last else ""))
+
+
+def _parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 256x384") from None
+    if not (16 <= h <= 4096 and 16 <= w <= 4096):
+        raise UserError(f"--size {text!r}: each side must be 16..4096")
+    return h, w
+
+
+@mqtt_app.command("receive")
+@_mqtt_options
+@click.option("--deadline", type=click.FloatRange(min=1), default=150, show_default=True,
+              help="Milliseconds after a frame's first packet; later packets count as lost.")
+@click.option("--recovery", type=click.Choice(["transformer", "neighbour", "none"]), default="neighbour",
+              show_default=True)
+@click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port of the live view (0: none).")
+@click.option("--view-host", default="127.0.0.1", show_default=True)
+@click.option("--save", type=Path, default=None, help="Save every decoded frame as PNG here.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@weights_option
+def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive, stream, deadline, recovery,
+                 view_port, view_host, save, frames, idle_timeout, weights):
+    """Reassemble, recover and decode frames from simnet/STREAM/packets; serve a live view.
+
+    \b
+    Example: simnet mqtt receive --broker 192.168.1.10 --stream cam1 --recovery neighbour
+    """
+    import asyncio
+
+    from recovery import get_method
+
+    from .mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
+
+    options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
+    codec = _codec(weights)
+    receiver = StreamReceiver(codec, get_method(recovery), deadline / 1e3, stream, save)
+    server = None
+    if view_port:
+        try:
+            server = serve_live_view(receiver.state, view_host, view_port)
+        except OSError as e:
+            raise UserError(f"--view-port {view_port}: cannot listen ({e.strerror})") from None
+        out_console.print(f"live view: http://{view_host}:{view_port}/")
+    try:
+        stats = asyncio.run(receive_stream(options, stream, receiver, lambda s: console.print(s),
+                                           frames=frames, idle_timeout=idle_timeout))
+    except KeyboardInterrupt:
+        stats = receiver.stats
+    finally:
+        if server:
+            server.shutdown()
+    out_console.print(json.dumps(stats, indent=1))
+
+
+@mqtt_app.command("relay")
+@_mqtt_options
+@click.option("--to-stream", required=True, help="Republish on simnet/TO_STREAM/packets.")
+@click.option("--channel", "channel_file", type=Path, required=True, help="Scenario whose channel to apply.")
+@click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Override the channel's loss rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def mqtt_relay(broker, username, password, ca_file, client_id, qos, keepalive, stream, to_stream,
+               channel_file, loss, seed):
+    """Subscribe to STREAM's packets, apply a scenario's loss and delay, republish on TO_STREAM.
+
+    \b
+    Example: simnet mqtt relay --broker 192.168.1.10 --stream cam1 --to-stream cam1-lossy --channel scenarios/lossy20.yaml
+    """
+    import asyncio
+
+    from .mqtt.sender import relay
+
+    options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
+    channel = _channel_from(channel_file, loss, seed)
+    try:
+        counts = asyncio.run(relay(options, stream, to_stream, channel, lambda s: console.print(s)))
+    except KeyboardInterrupt:
+        return
+    out_console.print(json.dumps(counts))
+
+
+@mqtt_app.command("demo")
+@click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--loss", type=click.FloatRange(0, 0.95), default=0.2, show_default=True)
+@click.option("--recovery", type=click.Choice(["transformer", "neighbour", "none"]), default="neighbour",
+              show_default=True)
+@click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--size", default="256x384", show_default=True)
+@weights_option
+def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights):
+    """One machine: an embedded broker, a sender at LOSS packet loss (bursty, lossy20's channel),
+    a receiver and its live view, from one command.
+
+    \b
+    Example: simnet mqtt demo --loss 0.2 --fps 5   (then open http://127.0.0.1:8765/)
+    """
+    import asyncio
+
+    from .mqtt.demo import run_demo
+
+    stats = asyncio.run(run_demo(_codec(weights), frames, fps, loss, recovery, view_port, _parse_size(size),
+                                 log=lambda s: out_console.print(s)))
+    out_console.print(json.dumps(stats, indent=1))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,23 @@ class SimPacket:
     corrupted: bool = False
 
 
+def sample_delay(rng: np.random.Generator, delay: float, jitter: float, distribution: str) -> float:
+    """One packet's one-way delay: `delay` plus jitter drawn from `distribution`, never negative.
+    `jitter` is the standard deviation (normal), the half-width (uniform) or the mean (exponential,
+    pareto with shape 3: heavy-tailed delay spikes)."""
+    if jitter <= 0:
+        return delay
+    if distribution == "normal":
+        extra = rng.normal(0.0, jitter)
+    elif distribution == "uniform":
+        extra = rng.uniform(-jitter, jitter)
+    elif distribution == "exponential":
+        extra = rng.exponential(jitter)
+    else:
+        extra = (rng.pareto(3.0) + 1) * jitter * 2 / 3
+    return max(0.0, delay + extra)
+
+
 class FrameSource:
     """Emits each frame's packets back to back at the frame's time (frame i at i / fps)."""
 
@@ -126,18 +143,7 @@ class Link:
         self.corrupted = 0
 
     def sample_delay(self) -> float:
-        if self.jitter <= 0:
-            return self.delay
-        rng, j = self.jitter_rng, self.jitter
-        if self.distribution == "normal":
-            extra = rng.normal(0.0, j)
-        elif self.distribution == "uniform":
-            extra = rng.uniform(-j, j)
-        elif self.distribution == "exponential":
-            extra = rng.exponential(j)
-        else:  # pareto with shape 3 and mean j: heavy-tailed delay spikes
-            extra = (rng.pareto(3.0) + 1) * j * 2 / 3
-        return max(0.0, self.delay + extra)
+        return sample_delay(self.jitter_rng, self.delay, self.jitter, self.distribution)
 
     def put(self, packet: SimPacket) -> None:
         if packet.flow == 0 and self.loss_model is not None and self.loss_model.drop(self.env.now):

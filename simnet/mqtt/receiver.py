@@ -1,0 +1,260 @@
+"""The MQTT receiver: reassemble packets by frame, treat packets past the deadline as lost, recover,
+decode, publish receiver reports, and serve a live view on a local web port."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from codec.packets import Depacketizer, PacketError, parse_packet
+from codec.tokens import TokenGrid
+
+from .transport import ConnectionOptions, MqttError, feedback_topic, packets_topic, unwrap, with_reconnect
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>simnet live: {stream}</title>
+<style>body{{font-family:sans-serif;background:#111;color:#eee;margin:16px}}
+img{{image-rendering:pixelated;border:1px solid #444;max-width:48%;margin-right:1%}}
+pre{{font-size:14px;background:#222;padding:8px}}</style></head><body>
+<h2>simnet live view: stream <code>{stream}</code></h2>
+<div><img id="frame" alt="latest decoded frame"><img id="mask" alt="lost tokens (red)"></div>
+<pre id="stats">waiting for frames...</pre>
+<script>
+async function tick() {{
+  try {{
+    const r = await fetch('state.json', {{cache: 'no-store'}});
+    const s = await r.json();
+    if (s.frames_shown > 0) {{
+      document.getElementById('frame').src = 'frame.png?n=' + s.frames_shown;
+      document.getElementById('mask').src = 'mask.png?n=' + s.frames_shown;
+    }}
+    document.getElementById('stats').textContent = JSON.stringify(s, null, 1);
+  }} catch (e) {{}}
+  setTimeout(tick, 300);
+}}
+tick();
+</script></body></html>"""
+
+
+@dataclass
+class FrameSlot:
+    first_arrival: float
+    frame_time: float
+    count: int | None = None
+    received: set = field(default_factory=set)
+
+
+class LiveState:
+    """What the live view shows; written by the receiver, read by the web server's threads."""
+
+    def __init__(self, stream: str):
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.frame_png = b""
+        self.mask_png = b""
+        self.stats: dict = {"frames_shown": 0}
+
+    def update(self, frame: np.ndarray, mask: np.ndarray, stats: dict) -> None:
+        frame_png, mask_png = _png(frame), _png(mask)
+        with self.lock:
+            self.frame_png, self.mask_png, self.stats = frame_png, mask_png, dict(stats)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def serve_live_view(state: LiveState, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            with state.lock:
+                body, kind = {
+                    "/": (PAGE.format(stream=state.stream).encode(), "text/html; charset=utf-8"),
+                    "/state.json": (json.dumps(state.stats).encode(), "application/json"),
+                    "/frame.png": (state.frame_png, "image/png"),
+                    "/mask.png": (state.mask_png, "image/png"),
+                }.get(path, (None, None))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class StreamReceiver:
+    """Packet bookkeeping and frame decoding, independent of MQTT (tests drive it directly)."""
+
+    def __init__(self, codec, recovery, deadline: float, stream: str = "demo",
+                 save_dir: Path | None = None, max_backlog: int = 2):
+        self.codec, self.recovery, self.deadline = codec, recovery, deadline
+        self.depack = Depacketizer(codec.prior_for_level)
+        self.slots: dict[int, FrameSlot] = {}
+        self.closed: set[int] = set()
+        self.save_dir = save_dir
+        self.max_backlog = max_backlog
+        self.state = LiveState(stream)
+        self.stats = {"frames_shown": 0, "frames_skipped": 0, "packets_received": 0, "packets_expected": 0,
+                      "packets_lost": 0, "packets_late": 0, "garbage": 0, "oversized": 0, "duplicates": 0,
+                      "loss_rate": 0.0, "late_share": 0.0, "jitter_ms": 0.0, "token_loss_last": 0.0,
+                      "decode_ms_last": 0.0, "fps": 0.0}
+        self.stats["frames_lost"] = 0
+        self._jitter = 0.0
+        self._last_transit: float | None = None
+        self._last_closed: int | None = None
+        self._shown_times: list[float] = []
+
+    def on_payload(self, payload: bytes, now: float) -> str:
+        try:
+            frame_time, data = unwrap(payload)
+        except MqttError as e:
+            self.stats["oversized" if "oversized" in str(e) else "garbage"] += 1
+            return "garbage"
+        try:
+            packet = parse_packet(data)
+        except PacketError:
+            self.stats["garbage"] += 1
+            return "garbage"
+        if packet.frame in self.closed:
+            self.stats["packets_late"] += 1
+            return "late"
+        status = self.depack.add(data)
+        if status == "duplicate":
+            self.stats["duplicates"] += 1
+            return status
+        if status != "ok":
+            self.stats["garbage"] += 1
+            return status
+        slot = self.slots.setdefault(packet.frame, FrameSlot(now, frame_time))
+        slot.count = packet.count
+        slot.received.add(packet.index)
+        self.stats["packets_received"] += 1
+        transit = time.time() - frame_time  # RFC 3550 interarrival jitter, clock offset cancels
+        if self._last_transit is not None:
+            self._jitter += (abs(transit - self._last_transit) - self._jitter) / 16
+        self._last_transit = transit
+        self.stats["jitter_ms"] = self._jitter * 1e3
+        return "ok"
+
+    def due_frames(self, now: float) -> list[int]:
+        due = sorted(f for f, s in self.slots.items() if now >= s.first_arrival + self.deadline)
+        if len(due) > self.max_backlog:  # bounded work: show the newest, count the rest skipped
+            for f in due[:-self.max_backlog]:
+                self._close(f, shown=False)
+            due = due[-self.max_backlog:]
+        return due
+
+    def _close(self, frame: int, shown: bool) -> FrameSlot:
+        slot = self.slots.pop(frame)
+        self.closed.add(frame)
+        if len(self.closed) > 10_000:
+            self.closed = set(sorted(self.closed)[-5_000:])
+        count = slot.count or len(slot.received)
+        self.stats["packets_expected"] += count
+        self.stats["packets_lost"] += count - len(slot.received)
+        if self._last_closed is not None and frame > self._last_closed + 1:
+            gap = frame - self._last_closed - 1  # frames of which no packet arrived at all
+            self.stats["frames_lost"] += gap
+            self.stats["packets_expected"] += gap * count
+            self.stats["packets_lost"] += gap * count
+        self._last_closed = frame if self._last_closed is None else max(self._last_closed, frame)
+        if not shown:
+            self.stats["frames_skipped"] += 1
+            self.depack.forget(0, frame)
+        return slot
+
+    def decode_frame(self, frame: int) -> dict:
+        """Close `frame`: assemble, recover, decode, update the statistics and the live view."""
+        t0 = time.perf_counter()
+        self._close(frame, shown=True)
+        lossy = self.depack.assemble(0, frame)
+        self.depack.forget(0, frame)
+        if lossy.missing.any():
+            filled = self.recovery.recover(lossy, self.codec.codebook(lossy.grid.level))
+        else:
+            filled = lossy.grid.indices
+        rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size))
+        h, w = rgb.shape[:2]
+        up = np.kron(lossy.missing, np.ones((16, 16), dtype=bool))[:h, :w]
+        mask = rgb.copy()
+        mask[up] = (mask[up] * 0.4 + np.array([255, 0, 0]) * 0.6).astype(np.uint8)
+        st = self.stats
+        st["frames_shown"] += 1
+        st["token_loss_last"] = lossy.loss_rate
+        st["decode_ms_last"] = (time.perf_counter() - t0) * 1e3
+        lost_or_late = st["packets_lost"]
+        st["loss_rate"] = lost_or_late / st["packets_expected"] if st["packets_expected"] else 0.0
+        st["late_share"] = st["packets_late"] / lost_or_late if lost_or_late else 0.0
+        now = time.monotonic()
+        self._shown_times = [t for t in self._shown_times if now - t < 5.0] + [now]
+        st["fps"] = (len(self._shown_times) - 1) / max(1e-9, self._shown_times[-1] - self._shown_times[0]) \
+            if len(self._shown_times) > 1 else 0.0
+        st["last_frame"] = frame
+        self.state.update(rgb, mask, st)
+        if self.save_dir is not None:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).save(self.save_dir / f"frame{frame:06d}.png")
+        return dict(st)
+
+    def flush(self) -> None:
+        for frame in sorted(self.slots):
+            self.decode_frame(frame)
+
+
+async def receive_stream(options: ConnectionOptions, stream: str, receiver: StreamReceiver,
+                         log=print, stop: asyncio.Event | None = None, frames: int | None = None,
+                         idle_timeout: float | None = None) -> dict:
+    """Receive until `frames` frames were shown, `stop` is set, or nothing arrived for
+    `idle_timeout` seconds; reconnects when the broker goes away."""
+    last_arrival = [time.monotonic()]
+
+    async def session(client):
+        await client.subscribe(packets_topic(stream), qos=options.qos)
+
+        async def pump():
+            async for message in client.messages:
+                last_arrival[0] = time.monotonic()
+                receiver.on_payload(bytes(message.payload), time.monotonic())
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    break
+                if frames is not None and receiver.stats["frames_shown"] + receiver.stats["frames_skipped"] >= frames:
+                    break
+                if idle_timeout is not None and time.monotonic() - last_arrival[0] > idle_timeout:
+                    break
+                if pump_task.done():
+                    pump_task.result()  # re-raises a lost connection: reconnect
+                for frame in receiver.due_frames(time.monotonic()):
+                    report = await asyncio.to_thread(receiver.decode_frame, frame)
+                    await client.publish(feedback_topic(stream), json.dumps(report).encode(), qos=0)
+                await asyncio.sleep(0.01)
+        finally:
+            pump_task.cancel()
+        return dict(receiver.stats)
+
+    result = await with_reconnect(options, session, log, stop)
+    return result or dict(receiver.stats)

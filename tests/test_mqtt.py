@@ -1,0 +1,223 @@
+"""MQTT transport: envelope and receiver logic, then real brokers: mosquitto on loopback (loss,
+broker restart), two hosts in network namespaces, and the live view in headless Chromium."""
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recovery import get_method
+from simnet.mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
+from simnet.mqtt.sender import LiveChannel, send_stream
+from simnet.mqtt.transport import (ConnectionOptions, MAX_PAYLOAD, MqttError, Mosquitto, free_port,
+                                   mosquitto_binary, parse_broker, unwrap, wrap)
+from simnet.scenario import ChannelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
+
+
+def frames_of(sample_rgb, n):
+    return [(f"f{i}", np.roll(sample_rgb, 7 * i, axis=1)) for i in range(n)]
+
+
+def test_envelope_round_trip_and_rejects():
+    t, data = unwrap(wrap(b"packet", 12.5))
+    assert t == 12.5 and data == b"packet"
+    for bad in (b"", b"XX" + bytes(20), bytes(MAX_PAYLOAD + 1)):
+        with pytest.raises(MqttError):
+            unwrap(bad)
+
+
+def test_parse_broker():
+    assert parse_broker("host") == ("host", 1883)
+    assert parse_broker("10.1.2.3:1884") == ("10.1.2.3", 1884)
+    assert parse_broker("[::1]:1885") == ("::1", 1885)
+    for bad in ("", "h:port", "h:70000"):
+        with pytest.raises(MqttError):
+            parse_broker(bad)
+
+
+def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
+    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.1)
+    grid = tiny_codec.encode(sample_rgb, 64)
+    packets = tiny_codec.packetize(grid, frame=0, max_tokens=5)
+    assert len(packets) == 7
+    for p in packets[1:]:
+        assert rx.on_payload(wrap(p.to_bytes(), time.time()), now=100.0) == "ok"
+    assert rx.on_payload(b"garbage", 100.0) == "garbage"
+    assert rx.on_payload(bytes(MAX_PAYLOAD + 10), 100.0) == "garbage"
+    assert rx.due_frames(100.05) == []
+    assert rx.due_frames(100.2) == [0]
+    stats = rx.decode_frame(0)
+    assert stats["frames_shown"] == 1 and stats["packets_lost"] == 1 and stats["garbage"] == 1
+    assert stats["oversized"] == 1 and 0 < stats["token_loss_last"] < 0.2
+    assert rx.on_payload(wrap(packets[0].to_bytes(), time.time()), 100.3) == "late"
+    assert rx.stats["packets_late"] == 1
+    assert rx.state.frame_png.startswith(b"\x89PNG")
+
+
+def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):
+    async def main():
+        options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5)
+        # a deep backlog: every frame is decoded however slow this machine is right now
+        rx = StreamReceiver(codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
+        channel = LiveChannel(ChannelConfig.model_validate(
+            {"loss": {"model": "bernoulli", "rate": loss}, "delay": {"base": "5 ms", "jitter": "1 ms"}}),
+            seed=3)
+        receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
+                                                       frames=len(frames), idle_timeout=8.0))
+        await asyncio.sleep(0.5)
+        if restart:
+            asyncio.get_running_loop().call_later(*restart)
+        sent = await send_stream(options, "t", frames, codec, 64, fps, channel, max_tokens=3,
+                                 log=lambda s: None)
+        return sent, await receiving
+    return asyncio.run(main())
+
+
+@needs_mosquitto
+def test_loopback_mosquitto_loss_matches_configuration(tiny_codec, sample_rgb):
+    with Mosquitto() as broker:
+        sent, stats = _run_loopback(tiny_codec, frames_of(sample_rgb, 30), broker.port, loss=0.2)
+    assert sent.frames == 30 and stats["frames_shown"] >= 28
+    measured = stats["packets_lost"] / stats["packets_expected"]
+    configured = sent.dropped / sent.packets
+    assert abs(configured - 0.2) < 0.06  # the channel model's own draw over ~360 packets
+    assert abs(measured - configured) < 0.03  # what the receiver sees is what the channel did
+    assert stats["garbage"] == 0
+
+
+@needs_mosquitto
+def test_broker_restart_mid_stream(tiny_codec, sample_rgb):
+    broker = Mosquitto().start()
+    try:
+        def bounce():
+            broker.stop()
+            time.sleep(0.7)
+            broker.start()
+
+        import threading
+
+        sent, stats = _run_loopback(tiny_codec, frames_of(sample_rgb, 40), broker.port, loss=0.0,
+                                    restart=(0.8, lambda: threading.Thread(target=bounce).start()), fps=15)
+    finally:
+        broker.stop()
+    # frames after the restart arrived and decoded
+    assert stats["last_frame"] >= 35 and stats["frames_shown"] >= 30
+
+
+def test_live_view_serves_page_state_and_frames(tiny_codec, sample_rgb):
+    rx = StreamReceiver(tiny_codec, get_method("none"), deadline=0.0)
+    for p in tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0):
+        rx.on_payload(wrap(p.to_bytes(), time.time()), 0.0)
+    rx.decode_frame(0)
+    port = free_port()
+    server = serve_live_view(rx.state, "127.0.0.1", port)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        assert b"simnet live view" in urllib.request.urlopen(base, timeout=5).read()
+        assert json.loads(urllib.request.urlopen(base + "state.json", timeout=5).read())["frames_shown"] == 1
+        assert urllib.request.urlopen(base + "frame.png", timeout=5).read().startswith(b"\x89PNG")
+    finally:
+        server.shutdown()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package chromium)")
+def test_live_view_in_headless_chromium(tiny_codec, sample_rgb, tmp_path):
+    from PIL import Image
+
+    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.0, stream="browser")
+    packets = tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0, max_tokens=4)
+    for p in packets[::2]:
+        rx.on_payload(wrap(p.to_bytes(), time.time()), 0.0)
+    rx.decode_frame(0)
+    port = free_port()
+    server = serve_live_view(rx.state, "127.0.0.1", port)
+    try:
+        shot = tmp_path / "view.png"
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
+                        "--window-size=900,600", f"--screenshot={shot}", f"http://127.0.0.1:{port}/"],
+                       check=True, capture_output=True, timeout=60)
+        img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        red = (img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)
+        assert red.sum() > 50  # the lost-token mask is drawn
+        assert img.std() > 20  # not a blank page: the frame and the statistics are there
+        if os.environ.get("SIMNET_KEEP_SCREENSHOT"):
+            shutil.copy(shot, os.environ["SIMNET_KEEP_SCREENSHOT"])
+    finally:
+        server.shutdown()
+
+
+def _netns_available() -> str | None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return "needs root and iproute2"
+    probe = subprocess.run(["ip", "netns", "add", "simnet-probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create network namespaces ({probe.stderr.strip()[:80]})"
+    subprocess.run(["ip", "netns", "del", "simnet-probe"], capture_output=True)
+    return None
+
+
+@needs_mosquitto
+def test_two_hosts_in_network_namespaces(tiny_weights, tmp_path):
+    reason = _netns_available()
+    if reason:
+        pytest.skip(reason)
+    a, b = f"simnet-a-{os.getpid()}", f"simnet-b-{os.getpid()}"
+    va, vb = f"sna{os.getpid() % 10000}", f"snb{os.getpid() % 10000}"
+    ip_a, ip_b = "192.0.2.1", "192.0.2.2"  # TEST-NET-1, only inside these namespaces
+
+    def sh(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    created = []
+    try:
+        for ns in (a, b):
+            sh("ip", "netns", "add", ns)
+            created.append(ns)
+        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+        sh("ip", "link", "set", va, "netns", a)
+        sh("ip", "link", "set", vb, "netns", b)
+        for ns, dev, ip in ((a, va, ip_a), (b, vb, ip_b)):
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        with Mosquitto(ip_a, 1883, prefix=["ip", "netns", "exec", a]):
+            scenario = tmp_path / "lossy.yaml"
+            scenario.write_text("name: lossy\nchannel:\n  loss: {model: bernoulli, rate: 0.2}\n")
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            cli = [sys.executable, "-m", "simnet.cli", "mqtt"]
+            receiver = subprocess.Popen(["ip", "netns", "exec", a, *cli, "receive", "--broker", ip_a,
+                                         "--stream", "two", "--view-port", "0", "--frames", "30",
+                                         "--idle-timeout", "15", "--deadline", "300",
+                                         "--weights", str(tiny_weights)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            time.sleep(4)
+            sender = subprocess.run(["ip", "netns", "exec", b, *cli, "send", "--broker", ip_a,
+                                     "--stream", "two", "--frames", "30", "--fps", "10", "--size", "48x64",
+                                     "--codebook", "64", "--max-tokens", "3", "--channel", str(scenario),
+                                     "--weights", str(tiny_weights)],
+                                    capture_output=True, text=True, env=env, timeout=180)
+            assert sender.returncode == 0, sender.stderr[-500:]
+            out, err = receiver.communicate(timeout=120)
+            assert receiver.returncode == 0, err[-500:]
+        stats = json.loads(out[out.index("{"):])
+        assert stats["frames_shown"] + stats["frames_skipped"] >= 28 and stats["frames_shown"] >= 10
+        assert abs(stats["packets_lost"] / stats["packets_expected"] - 0.2) < 0.07
+    finally:
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
