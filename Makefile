@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# Debian packages some steps need: poppler-utils (PDF report test renders pages to PNG).
+# Debian packages some steps need: poppler-utils (the PDF report test renders pages to PNG),
+# mosquitto (the MQTT broker), chromium (the live view's browser test).
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -194,9 +194,12 @@ def _parse_floats(text: str, what: str) -> list[float]:
 @click.option("--json", "json_out", type=Path, default=None, help="Write the results JSON here.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
               help="Convolution precision.")
+@click.option("--rate-lambda", type=click.FloatRange(min=0), default=None,
+              help="Rate-distortion trade-off of the code assignment (0: nearest code; default: the "
+                   "level's shipped value).")
 @weights_option
 def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             precision, weights):
+             precision, rate_lambda, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -222,10 +225,12 @@ def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselin
     if codebook not in codec.levels:
         _bad_level(codebook, codec)
     opts = EvalOptions(level=codebook, loss_rates=loss_rates, methods=method_list,
-                       seeds=seeds, seed=seed, burst=burst, baselines=baselines)
+                       seeds=seeds, seed=seed, burst=burst, baselines=baselines, rate_lambda=rate_lambda)
     out = json_out or Path("reports") / f"eval-{images.name}-k{codebook}.json"
     meta = make_meta(["simnet"] + sys.argv[1:], seed, {"codec": codec.checksum},
-                     images=str(images), codebook=codebook, precision=precision)
+                     images=str(images), codebook=codebook, precision=precision,
+                     rate_lambda=rate_lambda if rate_lambda is not None else codec.level(codebook).rate_lambda,
+                     burst=burst)
     with ResultsWriter(out, meta) as writer, Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         evaluate_folder(codec, images, opts, writer,

@@ -71,6 +71,7 @@ class EvalOptions:
     max_tokens: int | None = 64
     baselines: bool = True
     scenario: str = "eval"
+    rate_lambda: float | None = None  # None: the level's shipped value
 
 
 def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOptions,
@@ -79,7 +80,7 @@ def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOpti
     records = []
     base = {"scenario": opts.scenario, "image": name, "codebook": opts.level,
             "latency_ms_p50": None, "latency_ms_p95": None}
-    grid = codec.encode(rgb, opts.level)
+    grid = codec.encode(rgb, opts.level, opts.rate_lambda)
     data = codec.to_bytes(grid)
     payload_bits = (len(data) - 18) * 8  # the 14-byte header and 4-byte CRC are not payload
     prior = codec.prior(opts.level)

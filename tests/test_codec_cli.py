@@ -105,3 +105,21 @@ def test_eval_writes_results_json(tmp_path, capsys, tiny_weights, sample_rgb):
          "--json", str(tmp_path / "r2.json"), "--weights", str(tiny_weights)], capsys)
     doc2 = json.loads((tmp_path / "r2.json").read_text())
     assert doc["records"] == doc2["records"] and doc["summary"] == doc2["summary"]
+
+
+def test_eval_whole_packet_loss_through_interleaving(tmp_path, capsys, tiny_weights, sample_rgb):
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    big = np.concatenate([sample_rgb] * 3, axis=1)  # 5 x 19 tokens
+    save_rgb(big, tmp_path / "imgs" / "a.png")
+    out = tmp_path / "r.json"
+    code, _, _ = run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0.3",
+                      "--burst", "2", "--seeds", "3", "--no-baselines", "--json", str(out),
+                      "--weights", str(tiny_weights), "--rate-lambda", "0"], capsys)
+    assert code == 0
+    recs = [r for r in json.loads(out.read_text())["records"] if r["method"] == "neighbour"]
+    assert len(recs) == 3
+    for r in recs:  # whole packets of 64 tokens max: token loss follows packet loss
+        assert r["loss_rate_packets"] is not None
+        assert abs(r["loss_rate_tokens"] - r["loss_rate_packets"]) < 0.2
