@@ -26,7 +26,8 @@ class ImageCodec:
     """
 
     def __init__(self, model: VQModel, levels: dict[int, Level], checksum: str,
-                 precision: str = "bf16", threads: int | None = None):
+                 precision: str = "bf16", threads: int | None = None,
+                 tokenizer_checksum: str | None = None):
         if precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
         base = model.config.n_embed
@@ -39,6 +40,7 @@ class ImageCodec:
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.levels = levels
         self.checksum = checksum  # hex sha256 over the weights files
+        self.tokenizer_checksum = tokenizer_checksum or checksum  # of the tokenizer file alone
         self.precision = precision
         if threads:
             torch.set_num_threads(threads)
@@ -47,8 +49,9 @@ class ImageCodec:
     def from_files(cls, tokenizer_path: Path, levels_path: Path, **kwargs) -> "ImageCodec":
         model, _ = load_tokenizer(tokenizer_path)
         levels = load_levels(levels_path)
-        digest = hashlib.sha256((file_checksum(tokenizer_path) + file_checksum(levels_path)).encode())
-        return cls(model, levels, digest.hexdigest(), **kwargs)
+        tokenizer_sum = file_checksum(tokenizer_path)
+        digest = hashlib.sha256((tokenizer_sum + file_checksum(levels_path)).encode())
+        return cls(model, levels, digest.hexdigest(), tokenizer_checksum=tokenizer_sum, **kwargs)
 
     @property
     def factor(self) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.checkpoint import file_checksum
 from codec.image_codec import ImageCodec
 from codec.images import load_rgb, validation_images
 from codec.levels import nearest
@@ -27,7 +26,8 @@ def latents_to_grids(codec: ImageCodec, latents: list[torch.Tensor]) -> dict[int
 
 
 def training_grids(codec: ImageCodec, cache_dir: Path = Path("runs/cache"), log=print):
-    cache = cache_dir / f"latents-{codec.checksum[:12]}.safetensors"
+    # the same cache `simnet train levels` fills: keyed by the tokenizer file's checksum
+    cache = cache_dir / f"latents-{codec.tokenizer_checksum[:12]}.safetensors"
     latents = training_latents(codec.model, cache, log)
     return latents_to_grids(codec, latents)
 

@@ -22,7 +22,7 @@ from .transport import ConnectionOptions, MqttError, feedback_topic, packets_top
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>simnet live: {stream}</title>
 <style>body{{font-family:sans-serif;background:#111;color:#eee;margin:16px}}
-img{{image-rendering:pixelated;border:1px solid #444;max-width:48%;margin-right:1%}}
+img{{image-rendering:pixelated;border:1px solid #444;width:45%;margin-right:1%}}
 pre{{font-size:14px;background:#222;padding:8px}}</style></head><body>
 <h2>simnet live view: stream <code>{stream}</code></h2>
 <div><img id="frame" alt="latest decoded frame"><img id="mask" alt="lost tokens (red)"></div>
