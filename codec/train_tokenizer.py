@@ -45,6 +45,7 @@ class TrainConfig:
     val_every: int = 250
     val_images: int = 24
     max_minutes: float = 0.0  # stop (after checkpointing) once this much wall time has passed; 0 = never
+    init: str | None = None  # start a new run from these weights (e.g. the shipped ones), fresh optimizer
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 
@@ -131,7 +132,17 @@ def train(cfg: TrainConfig, log=print) -> Path:
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
     if state is not None:
         cfg.model = TokenizerConfig.from_dict(state["model_config"])
+    if state is None and cfg.init:
+        from .checkpoint import load_tokenizer
+
+        initial, _ = load_tokenizer(Path(cfg.init))
+        cfg.model = initial.config
     model = VQModel(cfg.model).to(memory_format=torch.channels_last)
+    if state is None and cfg.init:
+        model.load_state_dict(initial.state_dict(), strict=False)
+        model.quantize.initialised.fill_(True)
+        model.quantize.ema_sum.copy_(model.quantize.embedding.weight.data)
+        log(f"initialised from {cfg.init}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)

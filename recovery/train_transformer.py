@@ -38,6 +38,7 @@ class RecoveryTrainConfig:
     checkpoint_minutes: float = 5.0
     val_every: int = 250
     max_minutes: float = 0.0
+    init: str | None = None  # start a new run from these weights, fresh optimizer
     model: TransformerConfig = field(default_factory=TransformerConfig)
 
 
@@ -140,8 +141,16 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
     if state is not None:
         cfg.model = TransformerConfig.from_dict(state["model_config"])
+    if state is None and cfg.init:
+        from .transformer_recovery import load_transformer
+
+        initial, _, _ = load_transformer(Path(cfg.init))
+        cfg.model = initial.config
     cfg.model.levels = tuple(sorted(grids))
     model = MaskedTokenTransformer(cfg.model)
+    if state is None and cfg.init:
+        model.load_state_dict(initial.state_dict())
+        log(f"initialised from {cfg.init}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)
     step, best = 0, -math.inf

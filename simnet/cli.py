@@ -408,8 +408,9 @@ def bench(which):
 @click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True)
 @click.option("--lr", type=float, default=4e-4, show_default=True)
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, seed):
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -422,8 +423,10 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, seed)
         raise UserError(f"{default_data_root()}: training data not found (set SIMNET_DATA)")
     if crop % 16:
         raise UserError(f"--crop {crop}: must be a multiple of 16")
+    if init is not None and not init.is_file():
+        raise UserError(f"--init {init}: no such weights file")
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
-                      lr=lr, max_minutes=max_minutes, seed=seed)
+                      lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None)
     train(cfg, log=lambda s: out_console.print(s, highlight=False))
 
 
@@ -469,9 +472,10 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, seed):
 @click.option("--layers", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--width", type=click.IntRange(min=32), default=256, show_default=True)
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @weights_option
-def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, seed, weights):
+def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, weights):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -491,8 +495,10 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
     log = lambda s: out_console.print(s, highlight=False)
     grids = training_grids(codec, log=log)
     val = validation_grids(codec)
+    if init is not None and not init.is_file():
+        raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
-                              max_minutes=max_minutes, seed=seed,
+                              max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
                               model=TransformerConfig(n_layer=layers, n_embd=width))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum})
 
