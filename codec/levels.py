@@ -89,8 +89,10 @@ def lloyd_refine(latents: torch.Tensor, centers: torch.Tensor, iterations: int) 
 
 
 def build_levels(base_codebook: torch.Tensor, latents: torch.Tensor, sizes=DEFAULT_LEVELS,
-                 refine_iterations: int = 10, seed: int = 0, log=print) -> dict[int, Level]:
-    """`latents`: (N, D) pre-quantisation vectors of the training split."""
+                 refine_iterations: int = 10, seed: int = 0, log=print,
+                 refine_base: bool = False) -> dict[int, Level]:
+    """`latents`: (N, D) pre-quantisation vectors of the training split. With `refine_base`, the
+    base level's codebook gets the same Lloyd refinement as the smaller ones."""
     base_k = base_codebook.shape[0]
     base_assign = nearest(latents, base_codebook)
     usage = torch.bincount(base_assign, minlength=base_k).float()
@@ -98,6 +100,11 @@ def build_levels(base_codebook: torch.Tensor, latents: torch.Tensor, sizes=DEFAU
     for k in sorted(sizes):
         if k == base_k:
             codebook = base_codebook.float().clone()
+            if refine_base and refine_iterations:
+                before = _distortion(latents, codebook)
+                codebook = lloyd_refine(latents, codebook, refine_iterations)
+                log(f"level {k}: latent MSE {before:.5f} as trained, {_distortion(latents, codebook):.5f} "
+                    f"after {refine_iterations} Lloyd steps on latents")
         elif k < base_k:
             codebook = weighted_kmeans(base_codebook, usage + 1e-3, k, seed)
             before = _distortion(latents, codebook)

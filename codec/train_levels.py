@@ -57,7 +57,7 @@ def training_latents(model: VQModel, cache: Path | None = None, log=print) -> li
 
 
 def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, log=print,
-                target_bits: dict[int, float] | None = None) -> None:
+                target_bits: dict[int, float] | None = None, refine_base: bool = False) -> None:
     """Build the levels from the training split; `target_bits` {K: bits per token} sets each
     level's rate_lambda so the validation split (BSDS500 val, never Kodak) costs that much."""
     model, _ = load_tokenizer(tokenizer_path)
@@ -65,7 +65,8 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
     grids = training_latents(model, cache, log)
     latents = torch.cat([g.flatten(1).t() for g in grids])
     log(f"{latents.shape[0]} training latents of dimension {latents.shape[1]}")
-    levels = build_levels(model.quantize.embedding.weight.data, latents, sizes, refine, seed, log)
+    levels = build_levels(model.quantize.embedding.weight.data, latents, sizes, refine, seed, log,
+                          refine_base)
     tuned = {}
     if target_bits:
         from .images import validation_images
@@ -82,6 +83,6 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
             log(f"level {k}: rate_lambda {lam:.5g} -> {got:.3f} bits per token on validation "
                 f"(nearest code: {tuned[k]['val_bits_nearest']:.3f})")
     save_levels(levels, out, {"tokenizer_sha256": file_checksum(tokenizer_path), "refine": refine,
-                              "seed": seed, "training_tokens": int(latents.shape[0]),
+                              "seed": seed, "training_tokens": int(latents.shape[0]), "refine_base": refine_base,
                               "rate_tuning": {str(k): v for k, v in tuned.items()}})
     log(f"wrote {out}")

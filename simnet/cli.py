@@ -438,8 +438,10 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
               help="Lloyd steps on the training latents.")
 @click.option("--target-bits", default="", help="Rate targets per level, K=BITS per token, comma "
               "separated (e.g. 1024=9.2): tunes each level's rate_lambda on the validation split.")
+@click.option("--refine-base/--keep-base", default=False, show_default=True,
+              help="Also refine the base level's codebook on the training latents.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_levels(tokenizer, out, sizes, refine, target_bits, seed):
+def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
     """Cluster the tokenizer's codebook into smaller levels and learn each level's prior.
 
     \b
@@ -459,7 +461,7 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, seed):
         except ValueError:
             raise UserError(f"--target-bits: expected K=BITS items, got {item!r}") from None
     make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s),
-                target_bits=targets)
+                target_bits=targets, refine_base=refine_base)
 
 
 @train_app.command("recovery")
