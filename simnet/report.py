@@ -178,11 +178,16 @@ def _rate_latency_page(pdf, records, runs, info):
     ax = axes[2]
     by_rate = _group(runs, "loss_rate_target")
     rates = sorted(k[0] for k in by_rate)
-    shares = [_mean([r["late_share"] for r in by_rate[(k,)]]) for k in rates]
-    queue = [_mean([r["dropped_queue"] / max(1, r["packets_lost"]) for r in by_rate[(k,)]]) for k in rates]
     xs = np.arange(len(rates))
-    ax.bar(xs - 0.2, shares, 0.4, label="late (past deadline)")
-    ax.bar(xs + 0.2, queue, 0.4, label="queue overflow")
+    causes = (("dropped_channel", "channel loss"), ("dropped_queue", "queue overflow"),
+              ("late", "late (past deadline)"), ("corrupted", "bit errors (CRC)"))
+    bottom = np.zeros(len(rates))
+    for key, label in causes:
+        share = np.array([_mean([r.get(key, 0) / max(1, r["packets_lost"]) for r in by_rate[(k,)]])
+                          for k in rates])
+        share = np.nan_to_num(share)
+        ax.bar(xs, share, 0.6, bottom=bottom, label=label)
+        bottom += share
     ax.set_xticks(xs, [f"{r:g}" for r in rates])
     ax.set_xlabel("target loss rate")
     ax.set_ylabel("share of lost packets")
