@@ -59,13 +59,18 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float =
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-image MS-SSIM over five scales. Images smaller than 161 px on a side use a window
-    shrunk to fit the coarsest scale, so small crops still get a value (as pytorch-msssim does)."""
+    shrunk to fit the coarsest scale (as pytorch-msssim does); below 48 px, the coarsest scales
+    are dropped and the remaining weights renormalised, so tiny frames still get a value."""
     levels = len(MS_SSIM_WEIGHTS)
+    while levels > 1 and min(x.shape[-2:]) // 2 ** (levels - 1) < 3:
+        levels -= 1
     smallest = min(x.shape[-2:]) // 2 ** (levels - 1)
     if smallest < window_size:
-        window_size = max(3, smallest - (1 - smallest % 2))
+        window_size = max(1, min(smallest, 3) if smallest < 3 else smallest - (1 - smallest % 2))
     g = _gaussian_1d(window_size, sigma, x.dtype, x.device)
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=x.dtype, device=x.device)
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
+    if levels < len(MS_SSIM_WEIGHTS):
+        weights = weights / weights.sum()
     values = []
     for level in range(levels):
         s, cs = _ssim_components(x, y, g, 0.01**2, 0.03**2)

@@ -72,3 +72,9 @@ def test_rate_lambda_trades_distortion_for_bits():
     d0 = (latents - level.codebook[level.assign(latents, 0.0)]).pow(2).sum(1).mean()
     d1 = (latents - level.codebook[level.assign(latents, lam)]).pow(2).sum(1).mean()
     assert d1 > d0  # fewer bits, more distortion
+
+
+def test_ms_ssim_on_tiny_frames():
+    x = torch.rand(1, 3, 32, 48)
+    assert abs(float(ms_ssim(x, x)) - 1) < 1e-6
+    assert 0 < float(ms_ssim(x, x * 0.8)) < 1
