@@ -111,12 +111,13 @@ def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOpti
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size))
                 lost = missing.sum()
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if lost else None
+                scores = quality(rgb, decoded)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,
                                 "bpp_payload": bpp_payload, "bpp_wire": bpp_wire,
-                                **quality(rgb, decoded), "token_accuracy": accuracy,
-                                "psnr_drop": ceiling["psnr"] - quality(rgb, decoded)["psnr"]})
+                                **scores, "token_accuracy": accuracy,
+                                "psnr_drop": ceiling["psnr"] - scores["psnr"]})
     if opts.baselines:
         for method, (decoded, nbytes) in (("jpeg-q1", classical.jpeg(rgb, 1)),
                                           ("webp-q0", classical.webp(rgb, 0))):
