@@ -13,21 +13,19 @@ import asyncio
 import json
 import time
 
-from codec.images import builtin_images
 from codec.zoo import load_codec
 from recovery import RecoveryError, get_method
 from simnet.mqtt.demo import demo_channel
 from simnet.mqtt.receiver import StreamReceiver, receive_stream
 from simnet.mqtt.sender import send_stream
 from simnet.mqtt.transport import ConnectionOptions, Mosquitto
-from simnet.runner import fit_frame
+from simnet.runner import image_frames
 
 
 async def one(codec, method, size, frames, port):
     options = ConnectionOptions("127.0.0.1", port)
     rx = StreamReceiver(codec, method, deadline=0.15, stream="bench", max_backlog=1000)
-    pool = [(n, fit_frame(rgb, size)) for n, rgb in builtin_images()]
-    source = [pool[i % len(pool)] for i in range(frames)]
+    source = image_frames(None, size, frames)
     receiving = asyncio.create_task(receive_stream(options, "bench", rx, lambda s: None, frames=frames,
                                                    idle_timeout=10))
     await asyncio.sleep(0.5)

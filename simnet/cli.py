@@ -535,12 +535,9 @@ def _connection(broker, username, password, ca_file, client_id, qos, keepalive):
 
 
 def _source_frames(images, size, count):
-    from .runner import fit_frame
-    from codec.images import builtin_images, list_images, load_rgb
+    from .runner import image_frames
 
-    pool = builtin_images() if images in (None, "builtin") else [(p.name, load_rgb(p)) for p in list_images(Path(images))]
-    fitted = [(n, fit_frame(rgb, size)) for n, rgb in pool]
-    return [fitted[i % len(fitted)] for i in range(count)]
+    return image_frames(None if images in (None, "builtin") else Path(images), size, count)
 
 
 def _channel_from(scenario_file, loss_rate, seed):

@@ -58,18 +58,16 @@ def load_frames(scenario: Scenario) -> list[tuple[str, np.ndarray]]:
         if not frames:
             raise ScenarioError(f"{scenario.path}: source.video: no frames")
         return frames
-    if src.images == "builtin":
-        pool = builtin_images()
-    else:
-        pool = [(p.name, load_rgb(p)) for p in list_images(scenario.resolve(src.images))]
-    fitted = {}
-    frames = []
-    for i in range(src.count):  # cycle through the pool; fit each image once
-        name, rgb = pool[i % len(pool)]
-        if name not in fitted:
-            fitted[name] = fit_frame(rgb, src.size)
-        frames.append((name, fitted[name]))
-    return frames
+    folder = None if src.images == "builtin" else scenario.resolve(src.images)
+    return image_frames(folder, src.size, src.count)
+
+
+def image_frames(folder: Path | None, size: tuple[int, int] | None, count: int) -> list[tuple[str, np.ndarray]]:
+    """`count` frames cycling through the images of `folder` (None: the builtin samples), each
+    image fitted to `size` once; repeated frames share one array (the runner relies on that)."""
+    pool = builtin_images() if folder is None else [(p.name, load_rgb(p)) for p in list_images(folder)]
+    fitted = [(name, fit_frame(rgb, size)) for name, rgb in pool[:count]]
+    return [fitted[i % len(fitted)] for i in range(count)]
 
 
 @dataclass

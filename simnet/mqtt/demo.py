@@ -10,7 +10,7 @@ from recovery import get_method
 from ..mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
 from ..mqtt.sender import LiveChannel, send_stream
 from ..mqtt.transport import ConnectionOptions, EmbeddedBroker
-from ..runner import fit_frame
+from ..runner import image_frames
 from ..scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -29,16 +29,13 @@ def demo_channel(loss: float, seed: int = 0) -> LiveChannel:
 
 async def run_demo(codec, frames: int, fps: float, loss: float, recovery: str, view_port: int,
                    size: tuple[int, int], log=print, level: int = 1024) -> dict:
-    from codec.images import builtin_images
-
     broker = await EmbeddedBroker().start()
     options = ConnectionOptions(broker.host, broker.port)
     receiver = StreamReceiver(codec, get_method(recovery), deadline=0.15, stream="demo")
     server = serve_live_view(receiver.state, "127.0.0.1", view_port) if view_port else None
     if server:
         log(f"live view: http://127.0.0.1:{view_port}/")
-    pool = [(n, fit_frame(rgb, size)) for n, rgb in builtin_images()]
-    source = [pool[i % len(pool)] for i in range(frames)]
+    source = image_frames(None, size, frames)
     try:
         receiving = asyncio.create_task(receive_stream(options, "demo", receiver, log, frames=frames,
                                                        idle_timeout=5.0))
