@@ -5,7 +5,8 @@ training split uses them) into K centroids, which become the level's codebook; a
 to the level through its cluster. We then refine each level with a few Lloyd iterations on the
 training latents themselves (the encoder and decoder stay frozen), which measurably lowers the
 latent distortion (figures in docs/models.md). The prior of each level is the smoothed histogram
-of the training split's indices at that level.
+of the training split's indices at that level, either under nearest-code assignment or, with a
+rate_lambda, under entropy-constrained assignment fitted jointly with the prior (ECVQ).
 """
 
 from __future__ import annotations
@@ -122,26 +123,55 @@ def build_levels(base_codebook: torch.Tensor, latents: torch.Tensor, sizes=DEFAU
     return levels
 
 
-def tune_rate_lambda(level: Level, latents: torch.Tensor, target_bits: float,
-                     iterations: int = 30) -> tuple[float, float]:
-    """The smallest rate_lambda whose assignment of `latents` costs at most `target_bits` per
-    token under the level's prior (bisection: the rate falls as lambda grows). Returns
-    (lambda, bits per token)."""
-    def bits(lam: float) -> float:
-        return level.prior.information_bits(level.assign(latents, lam).numpy()) / len(latents)
-
-    if bits(0.0) <= target_bits:
-        return 0.0, bits(0.0)
-    scale = float((latents - level.codebook[nearest(latents, level.codebook)]).pow(2).sum(1).mean())
-    lo, hi = 0.0, scale
-    while bits(hi) > target_bits:
-        hi *= 2
-        if hi > 1e6 * scale:
-            raise ValueError(f"no rate_lambda reaches {target_bits} bits per token")
+def fit_entropy_constrained(level: Level, latents: torch.Tensor, rate_lambda: float,
+                            iterations: int = 8) -> Level:
+    """Entropy-constrained VQ (Chou, Lookabaugh and Gray, 1989) with the codebook held fixed:
+    alternately assign each latent to the code with the least |z - e|^2 + lambda * bits(e), and
+    re-estimate the prior from those assignments. A prior taken from nearest-code counts is near
+    uniform (every code is used), so a bias towards cheap codes alone saves little; letting the
+    prior follow the assignment concentrates it on the codes the rate term favours. Measured on
+    the shipped tokenizer: 7.3 bits per token at a third of the latent distortion that the
+    one-shot bias needed for 9.3 bits."""
+    current = Level(level.size, level.codebook, level.from_base, level.prior, rate_lambda)
     for _ in range(iterations):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if bits(mid) <= target_bits else (mid, hi)
-    return hi, bits(hi)
+        counts = torch.bincount(current.assign(latents), minlength=level.size).numpy()
+        current = Level(level.size, level.codebook, level.from_base, Prior(counts), rate_lambda)
+    return current
+
+
+def rate_of(level: Level, latents: torch.Tensor) -> float:
+    """Bits per token of `latents` assigned and coded with `level` (its prior, its lambda)."""
+    return level.prior.information_bits(level.assign(latents).numpy()) / len(latents)
+
+
+def tune_rate_lambda(level: Level, train: torch.Tensor, val: torch.Tensor, target_bits: float,
+                     iterations: int = 14) -> Level:
+    """The smallest rate_lambda whose entropy-constrained level, fitted on `train`, codes `val`
+    in at most `target_bits` per token (bisection on a log scale: the rate falls as lambda
+    grows). The prior is never fitted on `val`: it only picks lambda."""
+    nearest_level = fit_entropy_constrained(level, train, 0.0, iterations=1)
+    if rate_of(nearest_level, val) <= target_bits:
+        return nearest_level
+    scale = float((train - level.codebook[nearest(train, level.codebook)]).pow(2).sum(1).mean())
+    lo, hi = scale * 1e-3, scale
+    while rate_of(fit_entropy_constrained(level, train, hi), val) > target_bits:
+        lo, hi = hi, hi * 4
+        if hi > 1e4 * scale:
+            raise ValueError(f"no rate_lambda reaches {target_bits} bits per token")
+    best = fit_entropy_constrained(level, train, hi)
+    for _ in range(iterations):
+        mid = float(np.sqrt(lo * hi))
+        fitted = fit_entropy_constrained(level, train, mid)
+        if rate_of(fitted, val) <= target_bits:
+            hi, best = mid, fitted
+        else:
+            lo = mid
+    return best
+
+
+def latent_mse(level: Level, latents: torch.Tensor) -> float:
+    """Mean squared distance between `latents` and the codes `level` assigns them."""
+    return float((latents - level.codebook[level.assign(latents)]).pow(2).sum(1).mean())
 
 
 def _distortion(latents: torch.Tensor, codebook: torch.Tensor) -> float:

@@ -10,7 +10,8 @@ from PIL import Image
 
 from .checkpoint import file_checksum, load_tokenizer
 from .images import load_rgb, to_tensor, training_images
-from .levels import build_levels, save_levels, tune_rate_lambda
+from .levels import (build_levels, fit_entropy_constrained, latent_mse, rate_of, save_levels,
+                     tune_rate_lambda)
 from .tokenizer import VQModel, pad_to_multiple
 
 MAX_SIDE = 768  # large training photos are reduced to the scale of the evaluation photographs
@@ -72,16 +73,30 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
         from .images import validation_images
 
         val = torch.cat([image_latents(model, load_rgb(p)).flatten(1).t() for p in validation_images()])
-        for k, bits in sorted(target_bits.items()):
+        for k in target_bits:
             if k not in levels:
                 raise ValueError(f"target bits given for level {k}, which is not being built")
-            lam, got = tune_rate_lambda(levels[k], val, bits)
-            levels[k].rate_lambda = lam
-            tuned[k] = {"rate_lambda": lam, "val_bits_per_token": got,
-                        "val_bits_nearest": levels[k].prior.information_bits(
-                            levels[k].assign(val, 0.0).numpy()) / len(val)}
-            log(f"level {k}: rate_lambda {lam:.5g} -> {got:.3f} bits per token on validation "
-                f"(nearest code: {tuned[k]['val_bits_nearest']:.3f})")
+        nearest_levels = dict(levels)
+        for k, bits in sorted(target_bits.items()):
+            levels[k] = tune_rate_lambda(levels[k], latents, val, bits)
+        # levels without a target share the rate_lambda of the largest tuned level: one slope of
+        # the rate-distortion curve for all of them
+        shared = levels[max(target_bits)].rate_lambda
+        for k in levels:
+            if k not in target_bits and shared > 0:
+                levels[k] = fit_entropy_constrained(levels[k], latents, shared)
+        for k, level in sorted(levels.items()):
+            near = nearest_levels[k]
+            tuned[k] = {"rate_lambda": level.rate_lambda, "target_bits": target_bits.get(k),
+                        "val_bits_per_token": rate_of(level, val),
+                        "val_bits_nearest": rate_of(near, val),
+                        "val_latent_mse": latent_mse(level, val), "val_latent_mse_nearest": latent_mse(near, val),
+                        "codes_used_on_training": int((level.prior.counts > 0).sum())}
+            t = tuned[k]
+            log(f"level {k}: rate_lambda {t['rate_lambda']:.4g}: {t['val_bits_per_token']:.3f} bits per "
+                f"token on validation, latent MSE {t['val_latent_mse']:.4f} (nearest code: "
+                f"{t['val_bits_nearest']:.3f} bits, MSE {t['val_latent_mse_nearest']:.4f}), "
+                f"{t['codes_used_on_training']} codes used")
     save_levels(levels, out, {"tokenizer_sha256": file_checksum(tokenizer_path), "refine": refine,
                               "seed": seed, "training_tokens": int(latents.shape[0]), "refine_base": refine_base,
                               "rate_tuning": {str(k): v for k, v in tuned.items()}})

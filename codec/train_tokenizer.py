@@ -39,6 +39,11 @@ class TrainConfig:
     lr: float = 4e-4
     min_lr_ratio: float = 0.02
     ssim_weight: float = 0.2
+    l2_weight: float = 0.0
+    # decoder fine-tuning: encoder, quant_conv and codebook frozen, the decoder fed exactly what the
+    # codec feeds it (the levels' codebooks, rate-constrained assignment); the token grids, and so
+    # everything trained on them (the recovery transformer), stay valid
+    decoder_only_levels: str | None = None
     seed: int = 0
     threads: int = 2
     checkpoint_minutes: float = 5.0
@@ -89,8 +94,34 @@ class CropSampler:
         return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+class LevelQuantizer:
+    """The codec's quantisation with the K-means levels, for decoder fine-tuning: a level drawn
+    per batch (the base level half of the time), indices assigned as the encoder assigns them."""
+
+    def __init__(self, levels_path: Path, seed: int):
+        from .levels import load_levels
+
+        self.levels = load_levels(levels_path)
+        self.sizes = sorted(self.levels)
+        base = self.sizes[-1]
+        self.probs = np.array([0.5 if k == base else 0.5 / (len(self.sizes) - 1) for k in self.sizes]) \
+            if len(self.sizes) > 1 else np.ones(1)
+        self.rng = np.random.default_rng(seed + 1)
+
+    def draw(self) -> int:
+        return int(self.sizes[self.rng.choice(len(self.sizes), p=self.probs)])
+
+    def __call__(self, z: torch.Tensor, level: int | None = None):
+        """(B, D, h, w) latent -> (zq, indices) at `level` (the base level if None)."""
+        lvl = self.levels[self.sizes[-1] if level is None else level]
+        b, d, h, w = z.shape
+        idx = lvl.assign(z.float().permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
+        zq = F.embedding(idx, lvl.codebook).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        return zq, idx
+
+
 @torch.no_grad()
-def validate(model: VQModel, images: list[np.ndarray]) -> dict:
+def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None) -> dict:
     model.eval()
     psnrs, msssims, used = [], [], torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
@@ -99,9 +130,14 @@ def validate(model: VQModel, images: list[np.ndarray]) -> dict:
         xp = pad_to_multiple(x, model.config.factor).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             z = model.encode_latent(xp)
-        _, _, idx = model.quantize(z.float())
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            y = model.decode_indices(idx)
+        if quantizer is None:
+            _, _, idx = model.quantize(z.float())
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = model.decode_indices(idx)
+        else:
+            zq, idx = quantizer(z)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = model.decode_code(zq)
         y = torch.round(to_unit(y.float()[..., :h, :w]) * 255) / 255
         psnrs.append(psnr(to_unit(x), y).item())
         msssims.append(ms_ssim(to_unit(x), y).item())
@@ -143,6 +179,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
         model.quantize.initialised.fill_(True)
         model.quantize.ema_sum.copy_(model.quantize.embedding.weight.data)
         log(f"initialised from {cfg.init}")
+    quantizer = None
+    if cfg.decoder_only_levels:
+        quantizer = LevelQuantizer(Path(cfg.decoder_only_levels), cfg.seed)
+        for part in (model.encoder, model.quant_conv, model.quantize):
+            part.requires_grad_(False)
+        log(f"decoder fine-tuning: encoder and codebook frozen, levels {quantizer.sizes}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
@@ -173,12 +215,25 @@ def train(cfg: TrainConfig, log=print) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = sampler.batch(cfg.batch).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            y, vq_loss, idx = model(x)
+        if quantizer is None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y, vq_loss, idx = model(x)
+        else:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                z = model.encode_latent(x)
+            level = quantizer.draw()
+            zq, idx = quantizer(z, level)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = model.decode_code(zq)
+            vq_loss = torch.zeros(())
+            if level != quantizer.sizes[-1]:
+                idx = idx[:0]  # codebook usage is reported for the base level only
         y = y.float()
         l1 = (y - x).abs().mean()
         s = ssim(to_unit(y), to_unit(x)).mean()
         loss = l1 + cfg.ssim_weight * (1 - s) + vq_loss
+        if cfg.l2_weight:
+            loss = loss + cfg.l2_weight * (y - x).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -201,7 +256,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
             window = {"loss": 0.0, "l1": 0.0, "ssim": 0.0, "vq": 0.0, "n": 0}
             hits.zero_()
         if step % cfg.val_every == 0 or step == cfg.steps:
-            rec = {"step": step, **validate(model, val_images)}
+            rec = {"step": step, **validate(model, val_images, quantizer)}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))

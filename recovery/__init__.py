@@ -12,15 +12,44 @@ def available_methods() -> list[str]:
     return list(BASELINES) + ["transformer"]
 
 
-def get_method(name: str, **kwargs) -> Recovery:
-    """A recovery method by name. The transformer loads its shipped weights (or `weights=`)."""
+def parse_method(spec: str) -> tuple[str, dict]:
+    """'transformer:STEPS[:DECISION]' -> ('transformer', {'steps': STEPS, 'decision': DECISION});
+    other names take no options."""
+    name, *opts = spec.strip().split(":")
+    if name not in available_methods():
+        raise RecoveryError(f"unknown recovery method {name!r} (expected one of {available_methods()})")
+    if opts and name != "transformer":
+        raise RecoveryError(f"{spec!r}: only the transformer takes options (transformer:STEPS[:DECISION])")
+    if len(opts) > 2:
+        raise RecoveryError(f"{spec!r}: expected transformer:STEPS[:DECISION]")
+    kwargs: dict = {}
+    if opts:
+        try:
+            kwargs["steps"] = int(opts[0])
+        except ValueError:
+            raise RecoveryError(f"{spec!r}: decoding steps must be an integer, got {opts[0]!r}") from None
+        if kwargs["steps"] < 1:
+            raise RecoveryError(f"{spec!r}: decoding steps must be >= 1")
+    if len(opts) == 2:
+        from .transformer_recovery import DECISIONS
+
+        if opts[1] not in DECISIONS:
+            raise RecoveryError(f"{spec!r}: decision must be one of {list(DECISIONS)}")
+        kwargs["decision"] = opts[1]
+    return name, kwargs
+
+
+def get_method(spec: str, **kwargs) -> Recovery:
+    """A recovery method by name, e.g. 'neighbour', 'transformer' or 'transformer:1' (one-shot) or
+    'transformer:8:argmax'. The transformer loads its shipped weights (or `weights=`)."""
+    name, options = parse_method(spec)
     if name in BASELINES:
         return BASELINES[name]()
-    if name == "transformer":
-        from .transformer_recovery import TransformerRecovery
+    from .transformer_recovery import TransformerRecovery
 
-        return TransformerRecovery.from_weights(**kwargs)
-    raise RecoveryError(f"unknown recovery method {name!r} (expected one of {available_methods()})")
+    method = TransformerRecovery.from_weights(**options, **kwargs)
+    method.name = spec
+    return method
 
 
-__all__ = ["Recovery", "RecoveryError", "available_methods", "get_method"]
+__all__ = ["Recovery", "RecoveryError", "available_methods", "get_method", "parse_method"]

@@ -51,11 +51,16 @@ def learning_rate(step: int, cfg: RecoveryTrainConfig) -> float:
     return cfg.lr * (1 - frac * (1 - cfg.min_lr_ratio))
 
 
+MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
+
+
 def draw_mask(rng: np.random.Generator, h: int, w: int, ratio: float | None = None) -> np.ndarray:
     """One training mask of shape (h, w)."""
     n = h * w
     if ratio is None:
-        ratio = float(np.clip(math.cos(math.pi / 2 * rng.random()), 1 / n, 0.95))
+        # MaskGIT's cosine distribution, scaled so that the 0-40% losses the receiver meets most
+        # (and the partly filled grids of iterative decoding) get their share of the batches
+        ratio = float(np.clip(MAX_TRAIN_RATIO * math.cos(math.pi / 2 * rng.random()), 1 / n, 0.95))
     kind = rng.random()
     mask = np.zeros(n, dtype=bool)
     if kind < 0.6:  # scattered: interleaved packets
@@ -87,9 +92,13 @@ class GridSampler:
             raise ValueError(f"every level needs grids of at least {crop}x{crop} tokens")
         self.crop = crop
         self.rng = np.random.default_rng(seed)
+        # larger codebooks are harder to predict: they get batches in proportion to log2(K)
+        bits = np.log2(np.array(self.levels, dtype=float))
+        self.level_probs = bits / bits.sum()
 
     def batch(self, n: int, level: int | None = None):
-        level = self.levels[self.rng.integers(len(self.levels))] if level is None else level
+        if level is None:
+            level = self.levels[self.rng.choice(len(self.levels), p=self.level_probs)]
         pool = self.grids[level]
         c = self.crop
         tokens = np.empty((n, c, c), dtype=np.int64)

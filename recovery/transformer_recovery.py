@@ -55,15 +55,33 @@ def load_transformer(path: Path) -> tuple[MaskedTokenTransformer, dict, str]:
     return model.eval(), json.loads(meta.get("info", "{}")), digest
 
 
+DECISIONS = ("argmax", "mmse")
+
+
+def mmse_codes(probs: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The code with the least expected squared distance to the true code under `probs` (..., K).
+
+    sum_k p_k |c_j - c_k|^2 = |c_j|^2 - 2 c_j . E[c] + const, so it is the code nearest to the
+    posterior mean vector E[c]. When the model hesitates between similar codes it picks their
+    middle, which the decoder turns into less error than a confident wrong guess."""
+    cb = codebook.float()
+    mean = probs @ cb
+    return ((cb.pow(2).sum(1) - 2 * mean @ cb.t())).argmin(-1)
+
+
 class TransformerRecovery:
     name = "transformer"
 
     def __init__(self, model: MaskedTokenTransformer, steps: int = 8, temperature: float = 0.0,
-                 seed: int = 0, precision: str = "bf16", checksum: str | None = None):
+                 seed: int = 0, precision: str = "bf16", checksum: str | None = None,
+                 decision: str = "mmse"):
         if steps < 1:
             raise RecoveryError(f"decoding steps must be >= 1, got {steps}")
+        if decision not in DECISIONS:
+            raise RecoveryError(f"decision {decision!r}: expected one of {list(DECISIONS)}")
         self.model = model.eval()
         self.steps, self.temperature, self.seed = steps, temperature, seed
+        self.decision = decision
         self.precision = precision
         self.checksum = checksum
 
@@ -101,7 +119,10 @@ class TransformerRecovery:
             else:
                 probs = torch.softmax(logits, dim=-1)
                 pred = probs.argmax(-1)
+            # the fill order follows the model's confidence in its most likely code
             confidence = probs.gather(-1, pred[..., None])[..., 0]
+            if self.decision == "mmse" and self.temperature == 0:
+                pred = mmse_codes(probs, codebook)
             confidence = torch.where(miss[0], confidence, torch.tensor(-1.0))
             still = int(miss.sum())
             # cosine schedule: after step t, total * cos(pi/2 * t/T) positions stay masked

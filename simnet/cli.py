@@ -182,7 +182,8 @@ def _parse_floats(text: str, what: str) -> list[float]:
 @codebook_option
 @click.option("--loss", default="0", show_default=True, help="Token loss rates, comma separated.")
 @click.option("--methods", default="none,neighbour", show_default=True,
-              help="Recovery methods, comma separated.")
+              help="Recovery methods, comma separated: none, neighbour, transformer, or "
+              "transformer:STEPS[:argmax|mmse] (transformer:1 is one-shot).")
 @click.option("--burst", type=float, default=None, help="Lose whole packets (Gilbert-Elliott with "
               "this mean burst length, through the codec's interleaving) instead of random tokens.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
@@ -208,7 +209,7 @@ def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselin
     from rich.progress import Progress
 
     from codec.images import list_images
-    from recovery import available_methods
+    from recovery import RecoveryError, parse_method
 
     from .evaluate import EvalOptions, evaluate_folder
     from .results import ResultsWriter, make_meta
@@ -216,8 +217,10 @@ def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselin
     loss_rates = _parse_floats(loss, "--loss")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     for m in method_list:
-        if m not in available_methods():
-            raise UserError(f"--methods: unknown method {m!r} (expected {available_methods()})")
+        try:
+            parse_method(m)
+        except RecoveryError as e:
+            raise UserError(f"--methods: {e}") from None
     if burst is not None and burst < 1:
         raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
     list_images(images)  # a missing or empty folder fails here, before the weights load
@@ -410,7 +413,14 @@ def bench(which):
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
 @click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed):
+@click.option("--l2-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a squared-error term beside L1 and SSIM (serves PSNR).")
+@click.option("--decoder-only", "decoder_levels", type=Path, default=None,
+              help="Levels file: fine-tune the decoder only, fed the codec's own quantisation; the "
+                   "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight,
+                    decoder_levels, threads):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -425,8 +435,14 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
         raise UserError(f"--crop {crop}: must be a multiple of 16")
     if init is not None and not init.is_file():
         raise UserError(f"--init {init}: no such weights file")
+    if decoder_levels is not None and not decoder_levels.is_file():
+        raise UserError(f"--decoder-only {decoder_levels}: no such levels file")
+    if decoder_levels is not None and init is None and not (out / "last.pt").exists():
+        raise UserError("--decoder-only needs --init (the tokenizer whose encoder stays frozen)")
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
-                      lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None)
+                      lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
+                      l2_weight=l2_weight, threads=threads,
+                      decoder_only_levels=str(decoder_levels) if decoder_levels else None)
     train(cfg, log=lambda s: out_console.print(s, highlight=False))
 
 
@@ -476,8 +492,10 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
 @click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="torch threads (1 when another training shares the two cores).")
 @weights_option
-def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, weights):
+def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads, weights):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -501,7 +519,7 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
         raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
                               max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
-                              model=TransformerConfig(n_layer=layers, n_embd=width))
+                              threads=threads, model=TransformerConfig(n_layer=layers, n_embd=width))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum})
 
 

@@ -11,24 +11,57 @@ import torch
 
 from codec.image_codec import ImageCodec
 from codec.images import load_rgb, validation_images
-from codec.levels import nearest
-from codec.train_levels import training_latents
+from codec.train_levels import image_latents, training_latents, training_rgb
+
+# Each training photo is tokenised four ways: as it is, mirrored, and both shifted by half a
+# token (8 px), which moves every token boundary. The transformer sees four times the grids,
+# all of them real encoder output rather than edited token grids.
+VARIANTS = ("mirror", "shift", "mirror+shift")
 
 
 def latents_to_grids(codec: ImageCodec, latents: list[torch.Tensor]) -> dict[int, list[np.ndarray]]:
+    """Index grids at every level, assigned exactly as the encoder assigns them (rate_lambda)."""
     grids: dict[int, list[np.ndarray]] = {k: [] for k in codec.level_sizes}
     for z in latents:
         d, h, w = z.shape
         flat = z.permute(1, 2, 0).reshape(-1, d)
         for k in codec.level_sizes:
-            grids[k].append(nearest(flat, codec.codebook(k)).reshape(h, w).numpy())
+            grids[k].append(codec.level(k).assign(flat).reshape(h, w).numpy())
     return grids
 
 
+def _variant(rgb: np.ndarray, name: str) -> np.ndarray:
+    if "mirror" in name:
+        rgb = rgb[:, ::-1]
+    if "shift" in name:
+        rgb = rgb[8:, 8:]
+    return np.ascontiguousarray(rgb)
+
+
+def augmented_latents(codec: ImageCodec, cache: Path, log=print) -> list[torch.Tensor]:
+    if cache.exists():
+        from safetensors.torch import load_file
+
+        stored = load_file(str(cache))
+        return [stored[k] for k in sorted(stored, key=int)]
+    model = codec.model.eval().to(memory_format=torch.channels_last)
+    latents = []
+    for i, (_, rgb) in enumerate(training_rgb()):
+        latents.extend(image_latents(model, _variant(rgb, v)) for v in VARIANTS)
+        if (i + 1) % 100 == 0:
+            log(f"encoded {i + 1} training images x {len(VARIANTS)} variants")
+    from safetensors.torch import save_file
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({str(i): g.contiguous() for i, g in enumerate(latents)}, str(cache))
+    return latents
+
+
 def training_grids(codec: ImageCodec, cache_dir: Path = Path("runs/cache"), log=print):
-    # the same cache `simnet train levels` fills: keyed by the tokenizer file's checksum
-    cache = cache_dir / f"latents-{codec.tokenizer_checksum[:12]}.safetensors"
-    latents = training_latents(codec.model, cache, log)
+    # the plain latents share the cache `simnet train levels` fills (keyed by the tokenizer file)
+    key = codec.tokenizer_checksum[:12]
+    latents = training_latents(codec.model, cache_dir / f"latents-{key}.safetensors", log)
+    latents += augmented_latents(codec, cache_dir / f"latents-augmented-{key}.safetensors", log)
     return latents_to_grids(codec, latents)
 
 

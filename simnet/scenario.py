@@ -124,13 +124,21 @@ class ChannelConfig(Strict):
 
 class ReceiverConfig(Strict):
     deadline: Seconds = 0.150
-    recovery: list[Literal["transformer", "neighbour", "none"]] = ["neighbour", "none"]
+    # none, neighbour, transformer, or transformer:STEPS[:DECISION]
+    recovery: list[str] = ["neighbour", "none"]
 
     @field_validator("recovery")
     @classmethod
     def _unique(cls, v):
+        from recovery import RecoveryError, parse_method
+
         if not v or len(set(v)) != len(v):
             raise ValueError("list each recovery method once, at least one")
+        for spec in v:
+            try:
+                parse_method(spec)
+            except RecoveryError as e:
+                raise ValueError(str(e)) from None
         return v
 
 

@@ -59,19 +59,26 @@ def test_ms_ssim_works_on_small_images():
     assert 0 < float(ms_ssim(x, (x * 0.9))) <= 1
 
 
-def test_rate_lambda_trades_distortion_for_bits():
-    from codec.levels import tune_rate_lambda
+def test_entropy_constrained_levels_trade_distortion_for_bits():
+    from codec.levels import fit_entropy_constrained, latent_mse, rate_of, tune_rate_lambda
 
     g = torch.Generator().manual_seed(0)
     base = torch.randn(64, 4, generator=g)
-    latents = torch.randn(5000, 4, generator=g)
-    level = build_levels(base, latents, (64,), 0, 0, log=lambda s: None)[64]
-    bits0 = level.prior.information_bits(level.assign(latents, 0.0).numpy()) / len(latents)
-    lam, bits = tune_rate_lambda(level, latents, bits0 - 0.5)
-    assert lam > 0 and bits <= bits0 - 0.5 + 1e-9
-    d0 = (latents - level.codebook[level.assign(latents, 0.0)]).pow(2).sum(1).mean()
-    d1 = (latents - level.codebook[level.assign(latents, lam)]).pow(2).sum(1).mean()
-    assert d1 > d0  # fewer bits, more distortion
+    train, val = torch.randn(6000, 4, generator=g), torch.randn(3000, 4, generator=g)
+    level = build_levels(base, train, (64,), 0, 0, log=lambda s: None)[64]
+    bits0, mse0 = rate_of(level, val), latent_mse(level, val)
+    tuned = tune_rate_lambda(level, train, val, bits0 - 1.0)
+    assert tuned.rate_lambda > 0
+    assert bits0 - 1.0 - 0.1 < rate_of(tuned, val) <= bits0 - 1.0 + 1e-9  # on target, from below
+    assert latent_mse(tuned, val) > mse0  # fewer bits, more distortion
+    # the jointly fitted prior beats the one-shot bias under the nearest-code prior at equal lambda
+    one_shot = type(level)(64, level.codebook, level.from_base, level.prior, tuned.rate_lambda)
+    assert rate_of(tuned, val) < rate_of(one_shot, val)
+    # the fitted prior is the histogram of its own assignments on the training split
+    again = fit_entropy_constrained(tuned, train, tuned.rate_lambda, iterations=1)
+    assert abs(rate_of(again, train) - rate_of(tuned, train)) < 0.05
+    # a target the nearest code already meets needs no lambda
+    assert tune_rate_lambda(level, train, val, bits0 + 1).rate_lambda == 0
 
 
 def test_ms_ssim_on_tiny_frames():

@@ -132,3 +132,31 @@ def test_training_masks_cover_the_ratio():
     for ratio in (0.1, 0.3, 0.6):
         got = np.mean([draw_mask(rng, 16, 16, ratio).mean() for _ in range(300)])
         assert abs(got - ratio) < 0.08
+
+
+def test_mmse_decision_picks_the_code_nearest_the_posterior_mean():
+    from recovery.transformer_recovery import mmse_codes
+
+    cb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    # torn between codes 0 and 2: argmax says 0 (or 2), the expected-error choice is code 1
+    probs = torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert mmse_codes(probs, cb).tolist() == [1, 3]
+    # brute force: the expected squared distance is smallest at the chosen code
+    g = torch.Generator().manual_seed(0)
+    cb = torch.randn(32, 4, generator=g)
+    probs = torch.softmax(3 * torch.randn(50, 32, generator=g), -1)
+    expected = (probs[:, None, :] * torch.cdist(cb, cb).pow(2)[None]).sum(-1)  # (50, j)
+    assert torch.equal(mmse_codes(probs, cb), expected.argmin(1))
+
+
+def test_method_specs_are_parsed_and_checked():
+    from recovery import parse_method
+
+    assert parse_method("neighbour") == ("neighbour", {})
+    assert parse_method("transformer:1") == ("transformer", {"steps": 1})
+    assert parse_method("transformer:8:argmax") == ("transformer", {"steps": 8, "decision": "argmax"})
+    for bad, message in (("magic", "unknown recovery method"), ("neighbour:3", "only the transformer"),
+                         ("transformer:x", "must be an integer"), ("transformer:0", ">= 1"),
+                         ("transformer:4:best", "decision must be one of"), ("transformer:1:mmse:2", "expected")):
+        with pytest.raises(RecoveryError, match=message):
+            parse_method(bad)
