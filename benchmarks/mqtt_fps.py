@@ -1,5 +1,5 @@
 """End-to-end frames per second through a real mosquitto on loopback: encode -> packets ->
-broker -> reassemble -> recover -> decode, at 256x384 and 768x512, with `neighbour` and with
+broker -> reassemble -> recover -> decode, at 256x256 and 768x512, with `neighbour` and with
 `transformer` recovery (where its weights exist), at 20% packet loss. The sender offers frames
 faster than real time; the figure is the receiver's decoded frames per second of wall time.
 
@@ -50,7 +50,7 @@ def main(argv=None):
         print(f"transformer skipped: {e}")
     result = {}
     with Mosquitto() as broker:
-        for size in ((256, 384), (512, 768)):
+        for size in ((256, 256), (512, 768)):
             for name, method in methods.items():
                 if method is None:
                     continue

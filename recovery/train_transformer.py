@@ -111,6 +111,11 @@ class GridSampler:
             masks[i] = draw_mask(self.rng, c, c)
         return level, torch.from_numpy(tokens), torch.from_numpy(masks)
 
+    def offset(self, max_side: int) -> tuple[int, int]:
+        """A random place for the crop in the position tables."""
+        oy, ox = self.rng.integers(0, max_side - self.crop + 1, size=2)
+        return int(oy), int(ox)
+
 
 @torch.no_grad()
 def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
@@ -181,8 +186,9 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         for group in optimizer.param_groups:
             group["lr"] = lr
         level, tokens, masks = sampler.batch(cfg.batch)
+        offset = sampler.offset(cfg.model.max_side)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(tokens, masks, level)
+            logits = model(tokens, masks, level, offset)
         loss = F.cross_entropy(logits.float()[masks], tokens[masks])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

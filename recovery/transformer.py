@@ -117,18 +117,24 @@ class MaskedTokenTransformer(nn.Module):
     def mask_id(self) -> int:
         return self.config.vocab_size
 
-    def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int) -> torch.Tensor:
-        """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level)."""
+    def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int,
+                offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level).
+
+        `offset` shifts the grid's rows and columns in the position tables: training draws it at
+        random so that every row and column embedding is trained (crops are smaller than
+        `max_side`) and the model cannot lean on absolute position."""
         cfg = self.config
         b, h, w = indices.shape
         if level not in cfg.level_offsets:
             raise ValueError(f"this transformer knows levels {list(cfg.levels)}, not {level}")
-        if h > cfg.max_side or w > cfg.max_side:
+        oy, ox = offset
+        if h + oy > cfg.max_side or w + ox > cfg.max_side:
             raise ValueError(f"grid {h}x{w} exceeds the transformer's {cfg.max_side}x{cfg.max_side}")
         offset = cfg.level_offsets[level]
         tokens = torch.where(missing, torch.full_like(indices, self.mask_id), indices + offset)
         x = self.tok_emb(tokens.view(b, h * w))
-        pos = (self.row_emb.weight[:h, None, :] + self.col_emb.weight[None, :w, :]).view(h * w, -1)
+        pos = (self.row_emb.weight[oy:oy + h, None, :] + self.col_emb.weight[None, ox:ox + w, :]).view(h * w, -1)
         x = x + pos[None] + self.level_emb.weight[cfg.levels.index(level)]
         for block in self.blocks:
             x = block(x)

@@ -62,7 +62,16 @@ def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
     assert stats["oversized"] == 1 and 0 < stats["token_loss_last"] < 0.2
     assert rx.on_payload(wrap(packets[0].to_bytes(), time.time()), 100.3) == "late"
     assert rx.stats["packets_late"] == 1
-    assert rx.state.frame_png.startswith(b"\x89PNG")
+    assert rx.state.png("frame").startswith(b"\x89PNG")
+    from io import BytesIO
+
+    from PIL import Image
+
+    mask = np.asarray(Image.open(BytesIO(rx.state.png("mask"))))
+    frame = np.asarray(Image.open(BytesIO(rx.state.png("frame"))))
+    lost = ~np.kron(rx.state._missing, np.ones((16, 16), bool))[:frame.shape[0], :frame.shape[1]]
+    assert np.array_equal(mask[lost], frame[lost])  # only lost tokens are tinted
+    assert (mask[~lost][:, 0].astype(int) >= frame[~lost][:, 0]).all()
 
 
 def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):

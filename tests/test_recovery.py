@@ -66,6 +66,20 @@ def test_transformer_shapes_and_levels():
         model(idx, miss, 256)
     with pytest.raises(ValueError, match="exceeds"):
         model(torch.zeros(1, 17, 4, dtype=torch.long), torch.zeros(1, 17, 4, dtype=torch.bool), 16)
+    # an offset moves the grid in the position tables; past the table's end it is refused
+    shifted = model(idx, miss, 16, offset=(3, 2))
+    assert shifted.shape == (2, 5, 7, 16) and not torch.allclose(shifted, model(idx, miss, 16))
+    side = TINY.max_side
+    with pytest.raises(ValueError, match="exceeds"):
+        model(idx, miss, 16, offset=(side - 4, 0))
+
+
+def test_training_offsets_reach_every_position():
+    from recovery.train_transformer import GridSampler
+
+    sampler = GridSampler({16: stripes(4, h=8, w=8)}, crop=8, seed=0)
+    offsets = np.array([sampler.offset(24) for _ in range(400)])
+    assert offsets.min() == 0 and offsets.max() == 24 - 8
 
 
 def test_masked_positions_do_not_leak_their_token():
@@ -89,7 +103,7 @@ def stripes(n, h=12, w=12, k=16, seed=0):
 def test_training_learns_a_learnable_pattern_and_resumes(tmp_path):
     grids, val = {16: stripes(40)}, {16: stripes(4, seed=2)}
     cfg = RecoveryTrainConfig(out=str(tmp_path), steps=400, decay_start=300, warmup=20, batch=16, crop=8,
-                              lr=1e-3, val_every=400, threads=1,
+                              lr=2e-3, val_every=400, threads=1,
                               model=TransformerConfig(n_layer=2, n_head=2, n_embd=32, max_side=16))
     before = validate(MaskedTokenTransformer(TransformerConfig(levels=(16,), n_layer=2, n_head=2,
                                                                n_embd=32, max_side=16)), val)

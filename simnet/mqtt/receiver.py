@@ -53,19 +53,41 @@ class FrameSlot:
 
 
 class LiveState:
-    """What the live view shows; written by the receiver, read by the web server's threads."""
+    """What the live view shows; written by the receiver, read by the web server's threads. The
+    PNGs are made when the page asks for them (a few times a second), not for every frame: at
+    10 fps encoding two PNGs per frame would cost the receiver a fifth of its time."""
 
     def __init__(self, stream: str):
         self.stream = stream
         self.lock = threading.Lock()
-        self.frame_png = b""
-        self.mask_png = b""
+        self._frame: np.ndarray | None = None
+        self._missing: np.ndarray | None = None
+        self._png: dict[str, bytes] = {}
         self.stats: dict = {"frames_shown": 0}
 
-    def update(self, frame: np.ndarray, mask: np.ndarray, stats: dict) -> None:
-        frame_png, mask_png = _png(frame), _png(mask)
+    def update(self, frame: np.ndarray, missing: np.ndarray, stats: dict) -> None:
         with self.lock:
-            self.frame_png, self.mask_png, self.stats = frame_png, mask_png, dict(stats)
+            self._frame, self._missing, self.stats = frame, missing, dict(stats)
+            self._png = {}
+
+    def png(self, which: str) -> bytes:
+        """'frame' (the latest decoded frame) or 'mask' (it with lost tokens in red)."""
+        with self.lock:
+            if which not in self._png:
+                if self._frame is None:
+                    return b""
+                self._png[which] = _png(self._frame if which == "frame"
+                                        else lost_token_overlay(self._frame, self._missing))
+            return self._png[which]
+
+
+def lost_token_overlay(rgb: np.ndarray, missing: np.ndarray, factor: int = 16) -> np.ndarray:
+    """The frame with every lost token's 16x16 block tinted red."""
+    h, w = rgb.shape[:2]
+    up = np.kron(missing, np.ones((factor, factor), dtype=bool))[:h, :w]
+    out = rgb.copy()
+    out[up] = (out[up] * 0.4 + np.array([255, 0, 0]) * 0.6).astype(np.uint8)
+    return out
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -78,13 +100,15 @@ def serve_live_view(state: LiveState, host: str = "127.0.0.1", port: int = 8765)
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             path = self.path.split("?")[0]
-            with state.lock:
-                body, kind = {
-                    "/": (PAGE.format(stream=state.stream).encode(), "text/html; charset=utf-8"),
-                    "/state.json": (json.dumps(state.stats).encode(), "application/json"),
-                    "/frame.png": (state.frame_png, "image/png"),
-                    "/mask.png": (state.mask_png, "image/png"),
-                }.get(path, (None, None))
+            if path == "/":
+                body, kind = PAGE.format(stream=state.stream).encode(), "text/html; charset=utf-8"
+            elif path == "/state.json":
+                with state.lock:
+                    body, kind = json.dumps(state.stats).encode(), "application/json"
+            elif path in ("/frame.png", "/mask.png"):
+                body, kind = state.png(path[1:-4]), "image/png"
+            else:
+                body, kind = None, None
             if body is None:
                 self.send_error(404)
                 return
@@ -195,10 +219,6 @@ class StreamReceiver:
         else:
             filled = lossy.grid.indices
         rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size))
-        h, w = rgb.shape[:2]
-        up = np.kron(lossy.missing, np.ones((16, 16), dtype=bool))[:h, :w]
-        mask = rgb.copy()
-        mask[up] = (mask[up] * 0.4 + np.array([255, 0, 0]) * 0.6).astype(np.uint8)
         st = self.stats
         st["frames_shown"] += 1
         st["token_loss_last"] = lossy.loss_rate
@@ -211,7 +231,7 @@ class StreamReceiver:
         st["fps"] = (len(self._shown_times) - 1) / max(1e-9, self._shown_times[-1] - self._shown_times[0]) \
             if len(self._shown_times) > 1 else 0.0
         st["last_frame"] = frame
-        self.state.update(rgb, mask, st)
+        self.state.update(rgb, lossy.missing, st)
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).save(self.save_dir / f"frame{frame:06d}.png")
