@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,11 @@ from .base import RecoveryError, check_inputs
 from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
+WEIGHTS_ENV = "SIMNET_TRANSFORMER_WEIGHTS"  # a run's best.safetensors instead of the shipped file
+
+
+def default_weights() -> Path:
+    return Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else WEIGHTS
 
 
 def save_transformer(model: MaskedTokenTransformer, path: Path, info: dict | None = None) -> None:
@@ -87,7 +93,7 @@ class TransformerRecovery:
 
     @classmethod
     def from_weights(cls, weights: Path | None = None, **kwargs) -> "TransformerRecovery":
-        model, _, digest = load_transformer(Path(weights) if weights else WEIGHTS)
+        model, _, digest = load_transformer(Path(weights) if weights else default_weights())
         return cls(model, checksum=digest, **kwargs)
 
     def _logits(self, idx: torch.Tensor, missing: torch.Tensor, level: int) -> torch.Tensor:
@@ -108,7 +114,7 @@ class TransformerRecovery:
         if not missing.any():
             return out
         idx = torch.from_numpy(np.where(missing, 0, out))[None]
-        miss = torch.from_numpy(missing)[None]
+        miss = torch.from_numpy(missing.copy())[None]  # its own memory: the loop clears it
         total = int(miss.sum())
         generator = torch.Generator().manual_seed(self.seed)
         for step in range(self.steps):

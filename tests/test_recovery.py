@@ -133,6 +133,24 @@ def test_transformer_recovery_interface(tmp_path):
         rec.recover(lossy(np.zeros((4, 4), int), np.ones((4, 4), bool), 256), smooth_codebook(k=256))
 
 
+def test_transformer_fills_lost_positions_with_its_predictions():
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TINY).eval()
+    cb = smooth_codebook()
+    idx = np.random.default_rng(0).integers(0, 64, (6, 8))
+    miss = np.random.default_rng(1).random((6, 8)) < 0.4
+    grid = lossy(idx, miss, 64)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(grid.grid.indices)[None], torch.from_numpy(miss)[None], 64)[0]
+    one_shot = TransformerRecovery(model, steps=1, decision="argmax", precision="fp32").recover(grid, cb)
+    assert np.array_equal(one_shot[miss], logits.argmax(-1).numpy()[miss])
+    assert grid.missing.sum() == miss.sum()  # the caller's mask is left alone
+    from recovery.transformer_recovery import mmse_codes
+
+    mmse = TransformerRecovery(model, steps=1, decision="mmse", precision="fp32").recover(grid, cb)
+    assert np.array_equal(mmse[miss], mmse_codes(torch.softmax(logits, -1), cb).numpy()[miss])
+
+
 def test_wrong_transformer_weights_are_named(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
     with pytest.raises(RecoveryError, match="bad.safetensors"):
