@@ -608,6 +608,16 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
                          if last else ""))
 
 
+def _recovery_spec(ctx, param, value):
+    from recovery import RecoveryError, parse_method
+
+    try:
+        parse_method(value)
+    except RecoveryError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
 def _parse_size(text):
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -622,8 +632,9 @@ def _parse_size(text):
 @_mqtt_options
 @click.option("--deadline", type=click.FloatRange(min=1), default=150, show_default=True,
               help="Milliseconds after a frame's first packet; later packets count as lost.")
-@click.option("--recovery", type=click.Choice(["transformer", "neighbour", "none"]), default="neighbour",
-              show_default=True)
+@click.option("--recovery", callback=_recovery_spec, default="neighbour", show_default=True,
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse] (transformer:1 is "
+                   "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port of the live view (0: none).")
 @click.option("--view-host", default="127.0.0.1", show_default=True)
@@ -695,8 +706,9 @@ def mqtt_relay(broker, username, password, ca_file, client_id, qos, keepalive, s
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--fps", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
 @click.option("--loss", type=click.FloatRange(0, 0.95), default=0.2, show_default=True)
-@click.option("--recovery", type=click.Choice(["transformer", "neighbour", "none"]), default="neighbour",
-              show_default=True)
+@click.option("--recovery", callback=_recovery_spec, default="neighbour", show_default=True,
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse] (transformer:1 is "
+                   "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option("--size", default="256x384", show_default=True)
 @weights_option

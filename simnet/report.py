@@ -22,6 +22,8 @@ PAGE = (11.0, 8.5)
 
 
 def _colour(method: str) -> str:
+    if method.startswith("transformer:"):  # a transformer variant (steps, decision)
+        return "tab:olive"
     return METHOD_COLOURS.get(method, "tab:gray")
 
 

@@ -29,9 +29,10 @@ def demo_channel(loss: float, seed: int = 0) -> LiveChannel:
 
 async def run_demo(codec, frames: int, fps: float, loss: float, recovery: str, view_port: int,
                    size: tuple[int, int], log=print, level: int = 1024) -> dict:
+    method = get_method(recovery)  # missing weights fail here, before a broker is running
     broker = await EmbeddedBroker().start()
     options = ConnectionOptions(broker.host, broker.port)
-    receiver = StreamReceiver(codec, get_method(recovery), deadline=0.15, stream="demo")
+    receiver = StreamReceiver(codec, method, deadline=0.15, stream="demo")
     server = serve_live_view(receiver.state, "127.0.0.1", view_port) if view_port else None
     if server:
         log(f"live view: http://127.0.0.1:{view_port}/")
