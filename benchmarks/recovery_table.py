@@ -69,10 +69,11 @@ def main(argv=None):
     ap.add_argument("--images", default=str(DEFAULT_IMAGES))
     ap.add_argument("--out", default="reports/recovery")
     ap.add_argument("--levels", default="1024,256,64")
-    ap.add_argument("--loss", default="0.1,0.2,0.3,0.4")
+    ap.add_argument("--loss", default="0.1,0.2,0.3,0.4", help="Loss rates at the base (first) level.")
+    ap.add_argument("--loss-other", default="0.2,0.4", help="Loss rates at the other levels.")
     ap.add_argument("--methods", default="none,neighbour,transformer,transformer:1")
     ap.add_argument("--burst", type=float, default=4.0, help="Mean burst (packets) of the packet-loss rows.")
-    ap.add_argument("--packet-seeds", type=int, default=3,
+    ap.add_argument("--packet-seeds", type=int, default=2,
                     help="Loss patterns per image for the packet rows (24 packets an image: few events).")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N images.")
     ap.add_argument("--weights", default=None, help="Codec weights folder (default: the shipped ones).")
@@ -80,9 +81,9 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
-    for level in (int(v) for v in args.levels.split(",")):
-        doc = run_eval(args.images, level, args.loss, args.methods, out / f"random-k{level}.json", None,
-                       args.limit, args.weights)
+    for i, level in enumerate(int(v) for v in args.levels.split(",")):
+        doc = run_eval(args.images, level, args.loss if i == 0 else args.loss_other, args.methods,
+                       out / f"random-k{level}.json", None, args.limit, args.weights)
         lines += table(doc, f"K = {level}, tokens lost at random") + [""]
     base = int(args.levels.split(",")[0])
     doc = run_eval(args.images, base, args.loss, args.methods, out / f"packets-k{base}.json", args.burst,
