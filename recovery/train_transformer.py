@@ -146,7 +146,9 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
 
 
 def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
-          val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None) -> Path:
+          val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None,
+          codebooks: dict[int, torch.Tensor] | None = None) -> Path:
+    """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -162,8 +164,14 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         cfg.model = initial.config
     cfg.model.levels = tuple(sorted(grids))
     model = MaskedTokenTransformer(cfg.model)
+    if cfg.model.code_dim:
+        if codebooks is None:
+            raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
+        model.set_codebooks(codebooks)
     if state is None and cfg.init:
         model.load_state_dict(initial.state_dict())
+        if cfg.model.code_dim:
+            model.set_codebooks(codebooks)  # the codec being trained for, not the initial one's
         log(f"initialised from {cfg.init}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)

@@ -25,6 +25,10 @@ class TransformerConfig:
     n_embd: int = 256
     max_side: int = 64
     dropout: float = 0.0
+    # > 0: the model holds each level's codebook vectors (this many dimensions), adds them to its
+    # input embeddings and scores each code by its closeness to a predicted vector, so codes that
+    # decode alike start out alike instead of as unrelated symbols; 0: symbols only
+    code_dim: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -98,6 +102,13 @@ class MaskedTokenTransformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)  # last row: the mask token
+        if cfg.code_dim:
+            # all levels' codebooks stacked like tok_emb's rows (mask row zero), unit RMS norm;
+            # filled by set_codebooks() before training, loaded with the weights after
+            self.register_buffer("codes", torch.zeros(cfg.vocab_size + 1, cfg.code_dim))
+            self.code_in = nn.Linear(cfg.code_dim, cfg.n_embd, bias=False)
+            self.code_out = nn.Linear(cfg.n_embd, cfg.code_dim, bias=False)
+            self.code_scale = nn.Parameter(torch.ones(()))
         self.row_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.col_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.level_emb = nn.Embedding(len(cfg.levels), cfg.n_embd)
@@ -117,6 +128,30 @@ class MaskedTokenTransformer(nn.Module):
     def mask_id(self) -> int:
         return self.config.vocab_size
 
+    @staticmethod
+    def normalise_codebook(codebook: torch.Tensor) -> torch.Tensor:
+        codebook = codebook.float()
+        return codebook / codebook.pow(2).sum(1).mean().sqrt().clamp_min(1e-8)
+
+    def set_codebooks(self, codebooks: dict[int, torch.Tensor]) -> None:
+        cfg = self.config
+        for level, offset in cfg.level_offsets.items():
+            cb = codebooks[level]
+            if tuple(cb.shape) != (level, cfg.code_dim):
+                raise ValueError(f"codebook of level {level} has shape {tuple(cb.shape)}, "
+                                 f"expected ({level}, {cfg.code_dim})")
+            self.codes[offset: offset + level] = self.normalise_codebook(cb)
+
+    def codebook_matches(self, level: int, codebook: torch.Tensor, tol: float = 1e-2) -> bool:
+        """Whether `codebook` is the one this model was trained with (up to fp16 storage)."""
+        if not self.config.code_dim:
+            return True
+        offset = self.config.level_offsets[level]
+        if tuple(codebook.shape) != (level, self.config.code_dim):
+            return False
+        stored = self.codes[offset: offset + level]
+        return bool((self.normalise_codebook(codebook) - stored).abs().max() < tol)
+
     def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int,
                 offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
         """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level).
@@ -134,12 +169,19 @@ class MaskedTokenTransformer(nn.Module):
         offset = cfg.level_offsets[level]
         tokens = torch.where(missing, torch.full_like(indices, self.mask_id), indices + offset)
         x = self.tok_emb(tokens.view(b, h * w))
+        if cfg.code_dim:
+            x = x + self.code_in(self.codes[tokens.view(b, h * w)])
         pos = (self.row_emb.weight[oy:oy + h, None, :] + self.col_emb.weight[None, ox:ox + w, :]).view(h * w, -1)
         x = x + pos[None] + self.level_emb.weight[cfg.levels.index(level)]
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)
         logits = F.linear(x, self.head.weight[offset: offset + level], self.head.bias[offset: offset + level])
+        if cfg.code_dim:
+            # q.c - |c|^2 / 2 = -|q - c|^2 / 2 + const: codes near the predicted vector q score high
+            codes = self.codes[offset: offset + level].to(x.dtype)
+            q = self.code_out(x)
+            logits = logits + self.code_scale * (q @ codes.t() - 0.5 * codes.pow(2).sum(1))
         return logits.view(b, h, w, level)
 
 

@@ -106,6 +106,9 @@ class TransformerRecovery:
         if level not in self.model.config.levels:
             raise RecoveryError(f"the transformer was trained for levels {list(self.model.config.levels)}, "
                                 f"not {level}")
+        if not self.model.codebook_matches(level, codebook):
+            raise RecoveryError(f"the transformer was trained with another codebook at level {level} "
+                                "(its weights belong to a different codec)")
         side = self.model.config.max_side
         if max(lossy.grid.shape) > side:
             raise RecoveryError(f"grid {lossy.grid.shape} exceeds the transformer's {side}x{side} tokens")

@@ -494,8 +494,11 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="torch threads (1 when another training shares the two cores).")
+@click.option("--code-vectors/--symbols-only", default=True, show_default=True,
+              help="Give the model the codebook vectors (input and output), or indices only.")
 @weights_option
-def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads, weights):
+def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads,
+                   code_vectors, weights):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -519,8 +522,11 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
         raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
                               max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
-                              threads=threads, model=TransformerConfig(n_layer=layers, n_embd=width))
-    train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum})
+                              threads=threads, model=TransformerConfig(
+                                  n_layer=layers, n_embd=width,
+                                  code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0))
+    train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
+          codebooks={k: codec.codebook(k) for k in codec.level_sizes})
 
 
 @app.group("mqtt")

@@ -192,3 +192,23 @@ def test_method_specs_are_parsed_and_checked():
                          ("transformer:4:best", "decision must be one of"), ("transformer:1:mmse:2", "expected")):
         with pytest.raises(RecoveryError, match=message):
             parse_method(bad)
+
+
+def test_code_vector_model_knows_its_codebooks(tmp_path):
+    cfg = TransformerConfig(levels=(16, 64), n_layer=1, n_head=2, n_embd=32, max_side=16, code_dim=4)
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(cfg)
+    books = {16: smooth_codebook(16, seed=1), 64: smooth_codebook(64)}
+    with pytest.raises(ValueError, match="shape"):
+        model.set_codebooks({16: smooth_codebook(16, d=3), 64: books[64]})
+    model.set_codebooks(books)
+    save_transformer(model, tmp_path / "cv.safetensors")
+    rec = TransformerRecovery.from_weights(tmp_path / "cv.safetensors", steps=2)
+    assert rec.model.codebook_matches(64, books[64])  # survives fp16 storage
+    idx = np.random.default_rng(0).integers(0, 64, (6, 8))
+    miss = np.random.default_rng(1).random((6, 8)) < 0.4
+    out = rec.recover(lossy(idx, miss, 64), books[64])
+    assert np.array_equal(out[~miss], idx[~miss]) and out.max() < 64
+    # the same indices under another codec's codebook mean other images: refused, not guessed
+    with pytest.raises(RecoveryError, match="another codebook at level 64"):
+        rec.recover(lossy(idx, miss, 64), smooth_codebook(64, seed=5))
