@@ -39,6 +39,10 @@ class RecoveryTrainConfig:
     val_every: int = 250
     max_minutes: float = 0.0
     init: str | None = None  # start a new run from these weights, fresh optimizer
+    # weight of the squared distance between the predicted distribution's mean code vector and the
+    # true code (code-vector models only): the receiver decodes that mean's nearest code (MMSE),
+    # so training asks for a good mean, not only for a good top guess
+    vector_weight: float = 2.0
     model: TransformerConfig = field(default_factory=TransformerConfig)
 
 
@@ -117,6 +121,24 @@ class GridSampler:
         return int(oy), int(ox)
 
 
+def expected_vector_error(model: MaskedTokenTransformer, logits: torch.Tensor, targets: torch.Tensor,
+                          level: int) -> torch.Tensor:
+    """Per token: squared distance between the mean code vector under softmax(logits) (N, K) and
+    the true code's vector, in the model's normalised code space."""
+    offset = model.config.level_offsets[level]
+    codes = model.codes[offset: offset + level]
+    return (torch.softmax(logits.float(), -1) @ codes - codes[targets]).pow(2).sum(1)
+
+
+def validation_score(rec: dict) -> float:
+    """Higher is better: minus the mean expected-vector error (what the MMSE decision pays) when
+    the model has code vectors, else the mean top-1 accuracy."""
+    errors = [v for k, v in rec.items() if k.startswith("val_mean_code_sqerr")]
+    if errors:
+        return -float(np.mean(errors))
+    return float(np.mean([v for k, v in rec.items() if k.startswith("val_acc")]))
+
+
 @torch.no_grad()
 def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
              seed: int = 1234) -> dict:
@@ -127,7 +149,7 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
     out = {}
     for level, pool in sorted(grids.items()):
         hits = total = 0
-        nll = 0.0
+        nll = sq = 0.0
         for g in pool:
             h, w = g.shape
             mask = np.zeros(h * w, dtype=bool)
@@ -138,9 +160,13 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
                 logits = model(idx, mask, level).float()
             hits += int((logits.argmax(-1)[mask] == idx[mask]).sum())
             nll += float(F.cross_entropy(logits[mask], idx[mask], reduction="sum"))
+            if model.config.code_dim:
+                sq += float(expected_vector_error(model, logits[mask], idx[mask], level).sum())
             total += int(mask.sum())
         out[f"val_acc_{level}"] = hits / total
         out[f"val_nll_{level}"] = nll / total
+        if model.config.code_dim:
+            out[f"val_mean_code_sqerr_{level}"] = sq / total
     model.train()
     return out
 
@@ -180,6 +206,8 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = state["step"], state["best"]
+        if state.get("best_criterion") != "validation_score/1":
+            best = -math.inf  # saved under an older criterion: not comparable
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {state_path} at step {step}")
@@ -197,7 +225,10 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         offset = sampler.offset(cfg.model.max_side)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(tokens, masks, level, offset)
-        loss = F.cross_entropy(logits.float()[masks], tokens[masks])
+        lost_logits, targets = logits.float()[masks], tokens[masks]
+        loss = F.cross_entropy(lost_logits, targets)
+        if cfg.model.code_dim and cfg.vector_weight:
+            loss = loss + cfg.vector_weight * expected_vector_error(model, lost_logits, targets, level).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -216,14 +247,15 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            score = float(np.mean([v for k, v in rec.items() if k.startswith("val_acc")]))
+            score = validation_score(rec)
             if score > best:
                 best = score
                 save_transformer(model, out / "best.safetensors", {**(extra_info or {}), **rec})
         timeout = cfg.max_minutes > 0 and time.time() - started > cfg.max_minutes * 60
         if time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == cfg.steps or timeout:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "best": best, "sampler_rng": sampler.rng.bit_generator.state,
+                        "best": best, "best_criterion": "validation_score/1",
+                        "sampler_rng": sampler.rng.bit_generator.state,
                         "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()},
                        out / "last.tmp")
             (out / "last.tmp").replace(state_path)

@@ -496,9 +496,11 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
               help="torch threads (1 when another training shares the two cores).")
 @click.option("--code-vectors/--symbols-only", default=True, show_default=True,
               help="Give the model the codebook vectors (input and output), or indices only.")
+@click.option("--vector-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Weight of the mean-code-vector error beside the cross-entropy (code vectors only).")
 @weights_option
 def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads,
-                   code_vectors, weights):
+                   code_vectors, vector_weight, weights):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -522,7 +524,7 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
         raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
                               max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
-                              threads=threads, model=TransformerConfig(
+                              threads=threads, vector_weight=vector_weight, model=TransformerConfig(
                                   n_layer=layers, n_embd=width,
                                   code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
