@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +187,8 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         from .transformer_recovery import load_transformer
 
         initial, _, _ = load_transformer(Path(cfg.init))
-        cfg.model = initial.config
+        # the initial model's shape, plus the local features if this run asks for them
+        cfg.model = replace(initial.config, local_features=initial.config.local_features or cfg.model.local_features)
     cfg.model.levels = tuple(sorted(grids))
     model = MaskedTokenTransformer(cfg.model)
     if cfg.model.code_dim:
@@ -195,7 +196,9 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
             raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
         model.set_codebooks(codebooks)
     if state is None and cfg.init:
-        model.load_state_dict(initial.state_dict())
+        missing_keys, _ = model.load_state_dict(initial.state_dict(), strict=False)
+        if missing_keys:
+            log(f"new (randomly initialised) weights: {missing_keys}")
         if cfg.model.code_dim:
             model.set_codebooks(codebooks)  # the codec being trained for, not the initial one's
         log(f"initialised from {cfg.init}")

@@ -29,6 +29,10 @@ class TransformerConfig:
     # input embeddings and scores each code by its closeness to a predicted vector, so codes that
     # decode alike start out alike instead of as unrelated symbols; 0: symbols only
     code_dim: int = 0
+    # with code vectors: each position also sees the mean code vector of its received 3x3 and 5x5
+    # neighbours (and how many there are), the locality a token grid has and that attention would
+    # otherwise have to discover from the position tables
+    local_features: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,6 +113,8 @@ class MaskedTokenTransformer(nn.Module):
             self.code_in = nn.Linear(cfg.code_dim, cfg.n_embd, bias=False)
             self.code_out = nn.Linear(cfg.n_embd, cfg.code_dim, bias=False)
             self.code_scale = nn.Parameter(torch.ones(()))
+        if cfg.code_dim and cfg.local_features:
+            self.local_in = nn.Linear(2 * cfg.code_dim + 2, cfg.n_embd)
         self.row_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.col_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.level_emb = nn.Embedding(len(cfg.levels), cfg.n_embd)
@@ -123,6 +129,22 @@ class MaskedTokenTransformer(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+    def local_means(self, tokens: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) tokens with offsets, missing mask -> (B, h*w, 2D+2): mean received code
+        vector in the 3x3 and 5x5 neighbourhoods (centre excluded) and their received shares."""
+        b, h, w = tokens.shape
+        d = self.config.code_dim
+        known = (~missing).float()[:, None]
+        vectors = self.codes[tokens].permute(0, 3, 1, 2) * known
+        out = []
+        for size in (3, 5):
+            kernel = torch.ones(1, 1, size, size, device=tokens.device)
+            kernel[0, 0, size // 2, size // 2] = 0
+            sums = F.conv2d(vectors, kernel.expand(d, 1, size, size), padding=size // 2, groups=d)
+            counts = F.conv2d(known, kernel, padding=size // 2)
+            out += [sums / counts.clamp_min(1), counts / (size * size - 1)]
+        return torch.cat(out, 1).permute(0, 2, 3, 1).reshape(b, h * w, -1)
 
     @property
     def mask_id(self) -> int:
@@ -171,6 +193,8 @@ class MaskedTokenTransformer(nn.Module):
         x = self.tok_emb(tokens.view(b, h * w))
         if cfg.code_dim:
             x = x + self.code_in(self.codes[tokens.view(b, h * w)])
+            if cfg.local_features:
+                x = x + self.local_in(self.local_means(tokens, missing))
         pos = (self.row_emb.weight[oy:oy + h, None, :] + self.col_emb.weight[None, ox:ox + w, :]).view(h * w, -1)
         x = x + pos[None] + self.level_emb.weight[cfg.levels.index(level)]
         for block in self.blocks:

@@ -526,7 +526,8 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
                               max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
                               threads=threads, vector_weight=vector_weight, model=TransformerConfig(
                                   n_layer=layers, n_embd=width,
-                                  code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0))
+                                  code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0,
+                                  local_features=code_vectors))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
           codebooks={k: codec.codebook(k) for k in codec.level_sizes})
 
