@@ -212,3 +212,28 @@ def test_code_vector_model_knows_its_codebooks(tmp_path):
     # the same indices under another codec's codebook mean other images: refused, not guessed
     with pytest.raises(RecoveryError, match="another codebook at level 64"):
         rec.recover(lossy(idx, miss, 64), smooth_codebook(64, seed=5))
+
+
+def test_shipped_transformer_matches_the_shipped_codec():
+    from codec.images import builtin_images
+    from codec.zoo import load_codec
+    from recovery.transformer_recovery import WEIGHTS
+    from simnet.runner import fit_frame
+
+    if not WEIGHTS.exists():
+        pytest.skip(f"{WEIGHTS} not shipped in this checkout")
+    codec = load_codec()
+    rec = get_method("transformer")
+    for level in codec.level_sizes:
+        assert rec.model.codebook_matches(level, codec.codebook(level)), level
+    grid = codec.encode(fit_frame(builtin_images()[0][1], (256, 384)), 1024)
+    miss = np.random.default_rng(0).random(grid.shape) < 0.2
+    lossy_grid = LossyTokenGrid(TokenGrid(np.where(miss, 0, grid.indices), 1024, grid.image_size), miss)
+    cb = codec.codebook(1024)
+    out = rec.recover(lossy_grid, cb)
+    assert np.array_equal(out[~miss], grid.indices[~miss]) and 0 <= out.min() and out.max() < 1024
+    # its codes land near the lost ones: far nearer than the one fixed code of `none`
+    def error(filled):
+        return float((cb[filled[miss]] - cb[grid.indices[miss]]).pow(2).sum(1).mean())
+
+    assert error(out) < 0.7 * error(NoneRecovery().recover(lossy_grid, cb))
