@@ -76,7 +76,10 @@ def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
 
 def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):
     async def main():
-        options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5)
+        # a short keepalive: a connection the broker's restart left half-dead (seen once: a broken
+        # pipe whose socket asyncio had already dropped) is noticed by its missing PINGRESP in
+        # about 2 s, well inside the receiver's idle timeout
+        options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=1)
         # a deep backlog: every frame is decoded however slow this machine is right now
         rx = StreamReceiver(codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
         channel = LiveChannel(ChannelConfig.model_validate(
