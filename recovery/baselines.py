@@ -8,12 +8,7 @@ import torch.nn.functional as F
 
 from codec.tokens import LossyTokenGrid
 
-from .base import check_inputs
-
-
-def _nearest(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    cb = codebook.float()
-    return (cb.pow(2).sum(1)[None, :] - 2 * vectors.float() @ cb.t()).argmin(1)
+from .base import check_inputs, nearest_codes
 
 
 class NoneRecovery:
@@ -25,7 +20,7 @@ class NoneRecovery:
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
         check_inputs(lossy, codebook)
         out = lossy.grid.indices.copy()
-        fill = int(_nearest(codebook.float().mean(0, keepdim=True), codebook)[0])
+        fill = int(nearest_codes(codebook.float().mean(0, keepdim=True), codebook)[0])
         out[lossy.missing] = fill
         return out
 
@@ -56,6 +51,6 @@ class NeighbourRecovery:
             ready = torch.from_numpy(missing) & (counts > 0)
             ys, xs = torch.nonzero(ready, as_tuple=True)
             means = (sums[:, ys, xs] / counts[ys, xs]).t()
-            out[ys.numpy(), xs.numpy()] = _nearest(means, codebook).numpy()
+            out[ys.numpy(), xs.numpy()] = nearest_codes(means, codebook).numpy()
             missing[ys.numpy(), xs.numpy()] = False
         return out

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from codec.tokens import LossyTokenGrid
 
-from .base import RecoveryError, check_inputs
+from .base import RecoveryError, check_inputs, nearest_codes
 from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
@@ -74,9 +74,7 @@ def mmse_codes(probs: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     sum_k p_k |c_j - c_k|^2 = |c_j|^2 - 2 c_j . E[c] + const, so it is the code nearest to the
     posterior mean vector E[c]. When the model hesitates between similar codes it picks their
     middle, which the decoder turns into less error than a confident wrong guess."""
-    cb = codebook.float()
-    mean = probs @ cb
-    return ((cb.pow(2).sum(1) - 2 * mean @ cb.t())).argmin(-1)
+    return nearest_codes(probs @ codebook.float(), codebook)
 
 
 class TransformerRecovery:
@@ -117,7 +115,7 @@ class TransformerRecovery:
         if max(lossy.grid.shape) > side:
             raise RecoveryError(f"grid {lossy.grid.shape} exceeds the transformer's {side}x{side} tokens")
         out = lossy.grid.indices.copy()
-        missing = lossy.missing.copy()
+        missing = lossy.missing
         if not missing.any():
             return out
         idx = torch.from_numpy(np.where(missing, 0, out))[None]
