@@ -154,11 +154,12 @@ def tune_rate_lambda(level: Level, train: torch.Tensor, val: torch.Tensor, targe
         return nearest_level
     scale = float((train - level.codebook[nearest(train, level.codebook)]).pow(2).sum(1).mean())
     lo, hi = scale * 1e-3, scale
-    while rate_of(fit_entropy_constrained(level, train, hi), val) > target_bits:
+    best = fit_entropy_constrained(level, train, hi)
+    while rate_of(best, val) > target_bits:
         lo, hi = hi, hi * 4
         if hi > 1e4 * scale:
             raise ValueError(f"no rate_lambda reaches {target_bits} bits per token")
-    best = fit_entropy_constrained(level, train, hi)
+        best = fit_entropy_constrained(level, train, hi)
     for _ in range(iterations):
         mid = float(np.sqrt(lo * hi))
         fitted = fit_entropy_constrained(level, train, mid)

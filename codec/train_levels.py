@@ -61,6 +61,9 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
                 target_bits: dict[int, float] | None = None, refine_base: bool = False) -> None:
     """Build the levels from the training split; `target_bits` {K: bits per token} sets each
     level's rate_lambda so the validation split (BSDS500 val, never Kodak) costs that much."""
+    for k in target_bits or {}:
+        if k not in sizes:
+            raise ValueError(f"target bits given for level {k}, which is not being built")
     model, _ = load_tokenizer(tokenizer_path)
     cache = Path("runs/cache") / f"latents-{file_checksum(tokenizer_path)[:12]}.safetensors"
     grids = training_latents(model, cache, log)
@@ -73,9 +76,6 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
         from .images import validation_images
 
         val = torch.cat([image_latents(model, load_rgb(p)).flatten(1).t() for p in validation_images()])
-        for k in target_bits:
-            if k not in levels:
-                raise ValueError(f"target bits given for level {k}, which is not being built")
         nearest_levels = dict(levels)
         for k, bits in sorted(target_bits.items()):
             levels[k] = tune_rate_lambda(levels[k], latents, val, bits)

@@ -476,6 +476,8 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
             targets[int(k)] = float(bits)
         except ValueError:
             raise UserError(f"--target-bits: expected K=BITS items, got {item!r}") from None
+        if int(k) not in level_sizes:
+            raise UserError(f"--target-bits {item}: level {k} is not among --sizes {sizes}")
     make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s),
                 target_bits=targets, refine_base=refine_base)
 

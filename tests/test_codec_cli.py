@@ -55,6 +55,11 @@ def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
     (lambda t, w: ["eval", "--images", str(t / "none"), "--loss", "0,2"] + w, "[0, 1]"),
     (lambda t, w: ["eval", "--images", str(t / "none")] + w, "not a folder"),
     (lambda t, w: ["bogus"], "No such command"),
+    (lambda t, w: ["eval", "--images", str(t), "--methods", "neighbour,transformer:0"] + w, ">= 1"),
+    (lambda t, w: ["eval", "--images", str(t), "--methods", "transformer:8:best"] + w, "decision must be"),
+    (lambda t, w: ["mqtt", "receive", "--recovery", "magic"], "unknown recovery method"),
+    (lambda t, w: ["train", "levels", "--tokenizer", str(t / "x"), "--out", str(t / "l"),
+                   "--target-bits", "512=8"], "not among --sizes"),
 ])
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, tiny_weights, tiny_codec,
                                                sample_rgb, make_args, fragment):
