@@ -191,17 +191,15 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         cfg.model = replace(initial.config, local_features=initial.config.local_features or cfg.model.local_features)
     cfg.model.levels = tuple(sorted(grids))
     model = MaskedTokenTransformer(cfg.model)
-    if cfg.model.code_dim:
-        if codebooks is None:
-            raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
-        model.set_codebooks(codebooks)
     if state is None and cfg.init:
         missing_keys, _ = model.load_state_dict(initial.state_dict(), strict=False)
         if missing_keys:
             log(f"new (randomly initialised) weights: {missing_keys}")
-        if cfg.model.code_dim:
-            model.set_codebooks(codebooks)  # the codec being trained for, not the initial one's
         log(f"initialised from {cfg.init}")
+    if cfg.model.code_dim:  # after --init: the codec being trained for, not the initial one's
+        if codebooks is None:
+            raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
+        model.set_codebooks(codebooks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)
     step, best = 0, -math.inf
