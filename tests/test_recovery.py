@@ -237,3 +237,22 @@ def test_shipped_transformer_matches_the_shipped_codec():
         return float((cb[filled[miss]] - cb[grid.indices[miss]]).pow(2).sum(1).mean())
 
     assert error(out) < 0.7 * error(NoneRecovery().recover(lossy_grid, cb))
+
+
+def test_code_vector_training_runs_and_init_takes_this_codecs_codebooks(tmp_path):
+    grids, val = {16: stripes(20)}, {16: stripes(2, seed=2)}
+    books = {16: smooth_codebook(16, seed=1)}
+    model_cfg = dict(n_layer=1, n_head=2, n_embd=32, max_side=16, code_dim=4, local_features=True)
+    cfg = RecoveryTrainConfig(out=str(tmp_path / "a"), steps=20, decay_start=10, warmup=5, batch=4, crop=8,
+                              val_every=20, threads=1, model=TransformerConfig(**model_cfg))
+    best = train(cfg, grids, val, log=lambda s: None, codebooks=books)
+    model, info, _ = load_transformer(best)
+    assert "val_mean_code_sqerr_16" in info and model.codebook_matches(16, books[16])
+    other = {16: smooth_codebook(16, seed=7)}
+    cfg2 = RecoveryTrainConfig(out=str(tmp_path / "b"), steps=5, decay_start=3, warmup=1, batch=4, crop=8,
+                               val_every=5, threads=1, init=str(best), model=TransformerConfig(**model_cfg))
+    model2, _, _ = load_transformer(train(cfg2, grids, val, log=lambda s: None, codebooks=other))
+    assert model2.codebook_matches(16, other[16]) and not model2.codebook_matches(16, books[16])
+    with pytest.raises(ValueError, match="needs the codec's codebooks"):
+        train(RecoveryTrainConfig(out=str(tmp_path / "c"), steps=1, crop=8, batch=2, threads=1,
+                                  model=TransformerConfig(**model_cfg)), grids, val, log=lambda s: None)
