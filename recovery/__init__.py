@@ -13,15 +13,16 @@ def available_methods() -> list[str]:
 
 
 def parse_method(spec: str) -> tuple[str, dict]:
-    """'transformer:STEPS[:DECISION]' -> ('transformer', {'steps': STEPS, 'decision': DECISION});
-    other names take no options."""
+    """'transformer:STEPS[:DECISION[:WINDOW]]' -> ('transformer', {'steps': STEPS, 'decision':
+    DECISION, 'window': WINDOW}); WINDOW is the attention window in tokens or 'grid' (the whole
+    grid). Other names take no options."""
     name, *opts = spec.strip().split(":")
     if name not in available_methods():
         raise RecoveryError(f"unknown recovery method {name!r} (expected one of {available_methods()})")
     if opts and name != "transformer":
-        raise RecoveryError(f"{spec!r}: only the transformer takes options (transformer:STEPS[:DECISION])")
-    if len(opts) > 2:
-        raise RecoveryError(f"{spec!r}: expected transformer:STEPS[:DECISION]")
+        raise RecoveryError(f"{spec!r}: only the transformer takes options (transformer:STEPS[:DECISION[:WINDOW]])")
+    if len(opts) > 3:
+        raise RecoveryError(f"{spec!r}: expected transformer:STEPS[:DECISION[:WINDOW]]")
     kwargs: dict = {}
     if opts:
         try:
@@ -30,12 +31,19 @@ def parse_method(spec: str) -> tuple[str, dict]:
             raise RecoveryError(f"{spec!r}: decoding steps must be an integer, got {opts[0]!r}") from None
         if kwargs["steps"] < 1:
             raise RecoveryError(f"{spec!r}: decoding steps must be >= 1")
-    if len(opts) == 2:
+    if len(opts) >= 2:
         from .transformer_recovery import DECISIONS
 
         if opts[1] not in DECISIONS:
             raise RecoveryError(f"{spec!r}: decision must be one of {list(DECISIONS)}")
         kwargs["decision"] = opts[1]
+    if len(opts) == 3:
+        if opts[2] == "grid":
+            kwargs["window"] = None
+        elif opts[2].isdigit() and int(opts[2]) >= 1:
+            kwargs["window"] = int(opts[2])
+        else:
+            raise RecoveryError(f"{spec!r}: window must be a number of tokens >= 1 or 'grid', got {opts[2]!r}")
     return name, kwargs
 
 

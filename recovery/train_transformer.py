@@ -157,11 +157,11 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
             mask = torch.from_numpy(mask.reshape(1, h, w))
             idx = torch.from_numpy(g)[None]
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model(idx, mask, level).float()
-            hits += int((logits.argmax(-1)[mask] == idx[mask]).sum())
-            nll += float(F.cross_entropy(logits[mask], idx[mask], reduction="sum"))
+                logits = model(idx, mask, level, at=mask).float()
+            hits += int((logits.argmax(-1) == idx[mask]).sum())
+            nll += float(F.cross_entropy(logits, idx[mask], reduction="sum"))
             if model.config.code_dim:
-                sq += float(expected_vector_error(model, logits[mask], idx[mask], level).sum())
+                sq += float(expected_vector_error(model, logits, idx[mask], level).sum())
             total += int(mask.sum())
         out[f"val_acc_{level}"] = hits / total
         out[f"val_nll_{level}"] = nll / total
@@ -225,8 +225,8 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         level, tokens, masks = sampler.batch(cfg.batch)
         offset = sampler.offset(cfg.model.max_side)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(tokens, masks, level, offset)
-        lost_logits, targets = logits.float()[masks], tokens[masks]
+            lost_logits = model(tokens, masks, level, offset, at=masks).float()
+        targets = tokens[masks]
         loss = F.cross_entropy(lost_logits, targets)
         if cfg.model.code_dim and cfg.vector_weight:
             loss = loss + cfg.vector_weight * expected_vector_error(model, lost_logits, targets, level).mean()
@@ -251,7 +251,7 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
             score = validation_score(rec)
             if score > best:
                 best = score
-                save_transformer(model, out / "best.safetensors", {**(extra_info or {}), **rec})
+                save_transformer(model, out / "best.safetensors", {**(extra_info or {}), "crop": cfg.crop, **rec})
         timeout = cfg.max_minutes > 0 and time.time() - started > cfg.max_minutes * 60
         if time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == cfg.steps or timeout:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,

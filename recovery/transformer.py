@@ -175,8 +175,10 @@ class MaskedTokenTransformer(nn.Module):
         return bool((self.normalise_codebook(codebook) - stored).abs().max() < tol)
 
     def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int,
-                offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level).
+                offset: tuple[int, int] = (0, 0), at: torch.Tensor | None = None) -> torch.Tensor:
+        """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level), or
+        (N, level) for the N positions where the bool grid `at` is set (the lost ones, usually:
+        the output layer is a large share of the time and only they need it).
 
         `offset` shifts the grid's rows and columns in the position tables: training draws it at
         random so that every row and column embedding is trained (crops are smaller than
@@ -200,13 +202,24 @@ class MaskedTokenTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)
-        logits = F.linear(x, self.head.weight[offset: offset + level], self.head.bias[offset: offset + level])
-        if cfg.code_dim:
-            # q.c - |c|^2 / 2 = -|q - c|^2 / 2 + const: codes near the predicted vector q score high
-            codes = self.codes[offset: offset + level].to(x.dtype)
-            q = self.code_out(x)
-            logits = logits + self.code_scale * (q @ codes.t() - 0.5 * codes.pow(2).sum(1))
-        return logits.view(b, h, w, level)
+        weight, bias = self.output_layer(level)
+        if at is not None:
+            return F.linear(x[at.reshape(b, h * w)], weight, bias)
+        return F.linear(x, weight, bias).view(b, h, w, level)
+
+    def output_layer(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (K, n_embd), bias (K,)) of the level's logits. With code vectors the closeness
+        score s (q.c - |c|^2 / 2), q = code_out(x), i.e. -s |q - c|^2 / 2 + const, so codes near
+        the predicted vector q score high, is folded into the head: one matrix product, not three
+        passes over a (tokens x K) array."""
+        offset = self.config.level_offsets[level]
+        weight = self.head.weight[offset: offset + level]
+        bias = self.head.bias[offset: offset + level]
+        if self.config.code_dim:
+            codes = self.codes[offset: offset + level]
+            weight = weight + self.code_scale * (codes @ self.code_out.weight)
+            bias = bias - 0.5 * self.code_scale * codes.pow(2).sum(1)
+        return weight, bias
 
 
 def count_parameters(model: nn.Module) -> int:

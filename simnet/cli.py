@@ -183,7 +183,7 @@ def _parse_floats(text: str, what: str) -> list[float]:
 @click.option("--loss", default="0", show_default=True, help="Token loss rates, comma separated.")
 @click.option("--methods", default="none,neighbour", show_default=True,
               help="Recovery methods, comma separated: none, neighbour, transformer, or "
-              "transformer:STEPS[:argmax|mmse] (transformer:1 is one-shot).")
+              "transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is one-shot).")
 @click.option("--burst", type=float, default=None, help="Lose whole packets (Gilbert-Elliott with "
               "this mean burst length, through the codec's interleaving) instead of random tokens.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
@@ -644,7 +644,7 @@ def _parse_size(text):
 @click.option("--deadline", type=click.FloatRange(min=1), default=150, show_default=True,
               help="Milliseconds after a frame's first packet; later packets count as lost.")
 @click.option("--recovery", callback=_recovery_spec, default="neighbour", show_default=True,
-              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse] (transformer:1 is "
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is "
                    "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port of the live view (0: none).")
@@ -718,7 +718,7 @@ def mqtt_relay(broker, username, password, ca_file, client_id, qos, keepalive, s
 @click.option("--fps", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
 @click.option("--loss", type=click.FloatRange(0, 0.95), default=0.2, show_default=True)
 @click.option("--recovery", callback=_recovery_spec, default="neighbour", show_default=True,
-              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse] (transformer:1 is "
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is "
                    "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option("--size", default="256x384", show_default=True)

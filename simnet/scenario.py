@@ -124,7 +124,7 @@ class ChannelConfig(Strict):
 
 class ReceiverConfig(Strict):
     deadline: Seconds = 0.150
-    # none, neighbour, transformer, or transformer:STEPS[:DECISION]
+    # none, neighbour, transformer, or transformer:STEPS[:DECISION[:WINDOW]]
     recovery: list[str] = ["neighbour", "none"]
 
     @field_validator("recovery")

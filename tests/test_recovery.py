@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codec.tokens import LossyTokenGrid, TokenGrid
 from recovery import RecoveryError, get_method
 from recovery.baselines import NeighbourRecovery, NoneRecovery
 from recovery.train_transformer import RecoveryTrainConfig, draw_mask, train, validate
 from recovery.transformer import MaskedTokenTransformer, TransformerConfig
-from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer
+from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer, window_starts
 
 
 def lossy(indices, missing, level):
@@ -187,11 +189,50 @@ def test_method_specs_are_parsed_and_checked():
     assert parse_method("neighbour") == ("neighbour", {})
     assert parse_method("transformer:1") == ("transformer", {"steps": 1})
     assert parse_method("transformer:8:argmax") == ("transformer", {"steps": 8, "decision": "argmax"})
+    assert parse_method("transformer:1:mmse:grid") == ("transformer", {"steps": 1, "decision": "mmse", "window": None})
+    assert parse_method("transformer:1:mmse:24")[1]["window"] == 24
     for bad, message in (("magic", "unknown recovery method"), ("neighbour:3", "only the transformer"),
                          ("transformer:x", "must be an integer"), ("transformer:0", ">= 1"),
-                         ("transformer:4:best", "decision must be one of"), ("transformer:1:mmse:2", "expected")):
+                         ("transformer:4:best", "decision must be one of"), ("transformer:1:mmse:0", "window"),
+                         ("transformer:1:mmse:wide", "window"), ("transformer:1:mmse:8:2", "expected")):
         with pytest.raises(RecoveryError, match=message):
             parse_method(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 80), st.integers(1, 24))
+def test_windows_tile_every_side(n, window):
+    starts = window_starts(n, window)
+    covered = np.zeros(n, dtype=bool)
+    for s in starts:
+        assert 0 <= s and s + min(window, n) <= n
+        covered[s:s + window] = True
+    assert covered.all() and len(starts) == -(-n // window)
+
+
+def test_windowed_recovery_predicts_each_window_on_its_own():
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TINY).eval()
+    idx = np.random.default_rng(0).integers(0, 64, (12, 16))
+    miss = np.random.default_rng(1).random((12, 16)) < 0.3
+    grid = lossy(idx, miss, 64)
+    got = TransformerRecovery(model, steps=1, decision="argmax", precision="fp32", window=8).recover(grid, smooth_codebook())
+    # a 12x16 grid in windows of 8: rows 0-7 and 4-11 (rows 8-11 belong to the second, rows 4-7 to
+    # whichever window they sit more centrally in), columns 0-7 and 8-15
+    expected = np.full((12, 16), -1)
+    for y0, rows in ((0, slice(0, 6)), (4, slice(2, 8))):
+        for x0 in (0, 8):
+            window_idx = torch.from_numpy(grid.grid.indices[y0:y0 + 8, x0:x0 + 8].copy())[None]
+            window_miss = torch.from_numpy(miss[y0:y0 + 8, x0:x0 + 8].copy())[None]
+            with torch.no_grad():
+                pred = model(window_idx, window_miss, 64)[0].argmax(-1).numpy()
+            expected[y0 + rows.start:y0 + rows.stop, x0:x0 + 8] = pred[rows]
+    assert np.array_equal(got[miss], expected[miss])
+    assert np.array_equal(got[~miss], idx[~miss])
+    whole = TransformerRecovery(model, steps=1, decision="argmax", precision="fp32", window=None).recover(grid, smooth_codebook())
+    assert not np.array_equal(whole[miss], got[miss])  # the windows do change what the model sees
+    with pytest.raises(RecoveryError, match="window"):
+        TransformerRecovery(model, window=0)
 
 
 def test_code_vector_model_knows_its_codebooks(tmp_path):
@@ -212,6 +253,49 @@ def test_code_vector_model_knows_its_codebooks(tmp_path):
     # the same indices under another codec's codebook mean other images: refused, not guessed
     with pytest.raises(RecoveryError, match="another codebook at level 64"):
         rec.recover(lossy(idx, miss, 64), smooth_codebook(64, seed=5))
+
+
+def test_folded_output_layer_and_lost_only_logits_match_the_plain_computation():
+    cfg = TransformerConfig(levels=(16, 64), n_layer=1, n_head=2, n_embd=32, max_side=16, code_dim=4,
+                            local_features=True)
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(cfg).eval()
+    model.set_codebooks({16: smooth_codebook(16, seed=1), 64: smooth_codebook(64)})
+    with torch.no_grad():
+        model.code_scale.fill_(1.7)
+        model.head.bias.normal_()
+    idx = torch.from_numpy(np.random.default_rng(0).integers(0, 64, (2, 6, 8)))
+    miss = torch.from_numpy(np.random.default_rng(1).random((2, 6, 8)) < 0.4)
+    with torch.no_grad():
+        full = model(idx, miss, 64)
+        lost = model(idx, miss, 64, at=miss)
+        # the unfolded score: head logits + s (q.c - |c|^2 / 2), q = code_out(final hidden state)
+        hidden = {}
+        model.ln_f.register_forward_hook(lambda m, i, o: hidden.setdefault("x", o))
+        model(idx, miss, 64)
+        x, codes = hidden["x"], model.codes[16:80]
+        plain = (x @ model.head.weight[16:80].t() + model.head.bias[16:80]
+                 + model.code_scale * (model.code_out(x) @ codes.t() - 0.5 * codes.pow(2).sum(1)))
+    assert torch.allclose(full.view(2, 48, 64), plain, atol=1e-5)
+    assert lost.shape == (int(miss.sum()), 64) and torch.equal(lost, full[miss])
+
+
+def test_bf16_recovery_agrees_with_fp32():
+    cfg = TransformerConfig(levels=(64,), n_layer=2, n_head=2, n_embd=32, max_side=16, code_dim=4,
+                            local_features=True)
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(cfg).eval()
+    cb = smooth_codebook()
+    model.set_codebooks({64: cb})
+    idx = np.random.default_rng(0).integers(0, 64, (12, 16))
+    miss = np.random.default_rng(1).random((12, 16)) < 0.3
+    fast = TransformerRecovery(model, steps=1, decision="mmse", precision="bf16")
+    exact = TransformerRecovery(model, steps=1, decision="mmse", precision="fp32")
+    assert fast.net.blocks[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    assert model.blocks[0].mlp.c_fc.weight.dtype == torch.float32  # the caller's model is left alone
+    a, b = fast.recover(lossy(idx, miss, 64), cb), exact.recover(lossy(idx, miss, 64), cb)
+    assert np.array_equal(a[~miss], idx[~miss])
+    assert (a[miss] == b[miss]).mean() > 0.9  # bf16 rounding may flip near-ties, not the picture
 
 
 def test_shipped_transformer_matches_the_shipped_codec():
