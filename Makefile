@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: demo test install system-deps bench clean-venv
+.PHONY: demo test install system-deps bench iqa clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,17 @@ bench: install
 	$(BIN)/pip install -q ns.py
 	$(BIN)/python benchmarks/run_all.py
 
+# pyiqa's metrics (fsim, vif, gmsd; lpips and dists where their weights can be downloaded) in an
+# environment of their own: pyiqa needs torchvision, which has no CPU build for the pinned torch, so
+# pip takes the newest torch with its CUDA packages (about 7 GB of disk). The project goes in
+# without its torch pin; then the pyiqa tests run.
+IQA_VENV := .venv-iqa
+iqa:
+	$(PYTHON) -m venv $(IQA_VENV)
+	$(IQA_VENV)/bin/pip install -q pyiqa
+	$(IQA_VENV)/bin/pip install -q --no-deps -e .
+	$(IQA_VENV)/bin/pip install -q $$($(PYTHON) scripts/requirements.py --without torch --extra test)
+	$(IQA_VENV)/bin/python -m pytest -q tests/test_iqa.py
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(IQA_VENV)

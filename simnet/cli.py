@@ -198,9 +198,12 @@ def _parse_floats(text: str, what: str) -> list[float]:
 @click.option("--rate-lambda", type=click.FloatRange(min=0), default=None,
               help="Rate-distortion trade-off of the code assignment (0: nearest code; default: the "
                    "level's shipped value).")
+@click.option("--iqa", default=None, help="Also these pyiqa metrics, comma separated (e.g. "
+              "fsim,vif,gmsd,lpips,dists); needs pyiqa's own environment (`make iqa`). A metric "
+              "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
 @weights_option
 def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             precision, rate_lambda, weights):
+             precision, rate_lambda, iqa, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -224,31 +227,43 @@ def eval_cmd(images, codebook, loss, methods, burst, seeds, seed, limit, baselin
     if burst is not None and burst < 1:
         raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
     list_images(images)  # a missing or empty folder fails here, before the weights load
+    extra_metrics = None
+    if iqa:
+        from .metrics_backends import IQAMetrics, MetricsUnavailable
+
+        try:
+            extra_metrics = IQAMetrics([m.strip() for m in iqa.split(",") if m.strip()])
+        except MetricsUnavailable as e:
+            raise UserError(f"--iqa: {e}") from None
+        for name, why in extra_metrics.unavailable.items():
+            console.print(f"[yellow]--iqa: {name} cannot run here and is left out ({why})[/]")
     codec = _codec(weights, precision)
     if codebook not in codec.levels:
         _bad_level(codebook, codec)
-    opts = EvalOptions(level=codebook, loss_rates=loss_rates, methods=method_list,
-                       seeds=seeds, seed=seed, burst=burst, baselines=baselines, rate_lambda=rate_lambda)
+    opts = EvalOptions(level=codebook, loss_rates=loss_rates, methods=method_list, seeds=seeds,
+                       seed=seed, burst=burst, baselines=baselines, rate_lambda=rate_lambda,
+                       iqa=extra_metrics)
     out = json_out or Path("reports") / f"eval-{images.name}-k{codebook}.json"
     meta = make_meta(["simnet"] + sys.argv[1:], seed, {"codec": codec.checksum},
                      images=str(images), codebook=codebook, precision=precision,
                      rate_lambda=rate_lambda if rate_lambda is not None else codec.level(codebook).rate_lambda,
-                     burst=burst)
-    with ResultsWriter(out, meta) as writer, Progress(console=console, transient=True) as progress:
+                     burst=burst, **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
+    mean_fields = tuple(extra_metrics.fields) if extra_metrics else ()
+    with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         evaluate_folder(codec, images, opts, writer,
                         lambda i, n, name: progress.update(task, completed=i, total=n,
                                                            description=name), limit)
     summary = writer.summary()
-    _print_summary(summary)
+    _print_summary(summary, mean_fields)
     out_console.print(f"wrote {out}")
 
 
-def _print_summary(summary: list[dict]) -> None:
+def _print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> None:
     several = len({row["scenario"] for row in summary}) > 1
     table = Table(title="mean over images")
     columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",
-                                                    "PSNR dB", "MS-SSIM", "token acc.")
+                                                    "PSNR dB", "MS-SSIM", "token acc.") + extra_fields
     for col in columns:
         table.add_column(col, justify="right")
     for row in summary:
@@ -256,6 +271,7 @@ def _print_summary(summary: list[dict]) -> None:
         cells = [row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
                  f"{row.get('loss_rate_packets', 0):.3f}", f"{row['bpp_wire']:.4f}",
                  f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}", "-" if acc is None else f"{acc:.3f}"]
+        cells += [f"{row[f]:.4g}" if f in row else "-" for f in extra_fields]
         table.add_row(*([row["scenario"]] if several else []), *cells)
     out_console.print(table)
 

@@ -23,11 +23,13 @@ from codec.tokens import LossyTokenGrid, TokenGrid
 from . import classical
 
 
-def quality(reference: np.ndarray, decoded: np.ndarray) -> dict:
-    """PSNR (RGB, 0-255) and MS-SSIM of two HxWx3 uint8 images."""
+def quality(reference: np.ndarray, decoded: np.ndarray, extra=None) -> dict:
+    """PSNR (RGB, 0-255) and MS-SSIM of two HxWx3 uint8 images, and whatever `extra` (e.g. the
+    optional pyiqa metrics) adds."""
     x = torch.from_numpy(reference.copy()).permute(2, 0, 1)[None].float() / 255
     y = torch.from_numpy(decoded.copy()).permute(2, 0, 1)[None].float() / 255
-    return {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(ms_ssim(x, y)[0])}
+    scores = {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(ms_ssim(x, y)[0])}
+    return {**scores, **extra(reference, decoded)} if extra is not None else scores
 
 
 def random_token_mask(shape: tuple[int, int], rate: float, seed: int) -> np.ndarray:
@@ -72,6 +74,7 @@ class EvalOptions:
     baselines: bool = True
     scenario: str = "eval"
     rate_lambda: float | None = None  # None: the level's shipped value
+    iqa: object | None = None  # optional extra metrics: (reference, decoded) -> {field: value}
 
 
 def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOptions,
@@ -87,7 +90,7 @@ def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOpti
     xent = prior.information_bits(grid.indices.ravel())
     bpp_payload, bpp_wire = payload_bits / pixels, len(data) * 8 / pixels
     lossless = codec.decode(grid)
-    ceiling = quality(rgb, lossless)
+    ceiling = quality(rgb, lossless, opts.iqa)
     records.append({**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
                     "loss_rate_tokens": 0.0, "method": "lossless", "bpp_payload": bpp_payload,
                     "bpp_wire": bpp_wire, **ceiling, "bits_over_cross_entropy": payload_bits / xent,
@@ -111,7 +114,7 @@ def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOpti
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size))
                 lost = missing.sum()
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if lost else None
-                scores = quality(rgb, decoded)
+                scores = quality(rgb, decoded, opts.iqa)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,
@@ -124,14 +127,14 @@ def evaluate_image(codec: ImageCodec, name: str, rgb: np.ndarray, opts: EvalOpti
             records.append({**base, "codebook": None, "seed": opts.seed, "loss_rate_target": 0.0,
                             "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0, "method": method,
                             "bpp_payload": nbytes * 8 / pixels, "bpp_wire": nbytes * 8 / pixels,
-                            **quality(rgb, decoded)})
+                            **quality(rgb, decoded, opts.iqa)})
         for factor in classical.DOWNSCALE_FACTORS:
             decoded, nbytes, q = classical.downscaled_webp_at_rate(rgb, factor, len(data))
             records.append({**base, "codebook": None, "seed": opts.seed, "loss_rate_target": 0.0,
                             "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0,
                             "method": f"down{factor}-webp", "webp_quality": q,
                             "bpp_payload": nbytes * 8 / pixels, "bpp_wire": nbytes * 8 / pixels,
-                            **quality(rgb, decoded)})
+                            **quality(rgb, decoded, opts.iqa)})
     return records
 
 

@@ -56,8 +56,10 @@ def _clean(value):
 class ResultsWriter:
     """Streams records into OUT as they are produced; `close()` appends the summary."""
 
-    def __init__(self, path: Path, meta: dict):
+    def __init__(self, path: Path, meta: dict, mean_fields: tuple[str, ...] = ()):
+        """`mean_fields`: further numeric record fields to average in the summary (optional metrics)."""
         self.path = Path(path)
+        self._mean_fields = _MEAN_FIELDS + tuple(f for f in mean_fields if f not in _MEAN_FIELDS)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_suffix(self.path.suffix + ".partial")
         self._f = self._tmp.open("w")
@@ -75,7 +77,7 @@ class ResultsWriter:
         self._f.write(("  " if self._n == 0 else " ,") + json.dumps(record, sort_keys=True) + "\n")
         self._n += 1
         key = tuple(record[k] for k in SUMMARY_KEYS)
-        for f in _MEAN_FIELDS:
+        for f in self._mean_fields:
             v = record.get(f)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self._sums[key][f] += v
