@@ -332,6 +332,7 @@ def test_code_vector_training_runs_and_init_takes_this_codecs_codebooks(tmp_path
     best = train(cfg, grids, val, log=lambda s: None, codebooks=books)
     model, info, _ = load_transformer(best)
     assert "val_mean_code_sqerr_16" in info and model.codebook_matches(16, books[16])
+    assert info["crop"] == 8 and TransformerRecovery.from_weights(best).window == 8  # attends as trained
     other = {16: smooth_codebook(16, seed=7)}
     cfg2 = RecoveryTrainConfig(out=str(tmp_path / "b"), steps=5, decay_start=3, warmup=1, batch=4, crop=8,
                                val_every=5, threads=1, init=str(best), model=TransformerConfig(**model_cfg))
