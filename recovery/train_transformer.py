@@ -139,22 +139,34 @@ def validation_score(rec: dict) -> float:
     return float(np.mean([v for k, v in rec.items() if k.startswith("val_acc")]))
 
 
+def validation_masks(grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
+                     seed: int = 1234) -> dict[int, list[np.ndarray]]:
+    """The lost positions validation uses: `ratio` of each grid's tokens at random, the same
+    masks for every validation of a run and for the baseline it is compared with."""
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for level, pool in sorted(grids.items()):
+        masks[level] = []
+        for g in pool:
+            mask = np.zeros(g.size, dtype=bool)
+            mask[rng.choice(g.size, size=max(1, round(ratio * g.size)), replace=False)] = True
+            masks[level].append(mask.reshape(g.shape))
+    return masks
+
+
 @torch.no_grad()
 def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
              seed: int = 1234) -> dict:
     """Top-1 accuracy on lost tokens, whole validation grids, `ratio` of tokens lost at random
     (one-shot prediction)."""
     model.eval()
-    rng = np.random.default_rng(seed)
+    masks = validation_masks(grids, ratio, seed)
     out = {}
     for level, pool in sorted(grids.items()):
         hits = total = 0
         nll = sq = 0.0
-        for g in pool:
-            h, w = g.shape
-            mask = np.zeros(h * w, dtype=bool)
-            mask[rng.choice(h * w, size=max(1, round(ratio * h * w)), replace=False)] = True
-            mask = torch.from_numpy(mask.reshape(1, h, w))
+        for g, m in zip(pool, masks[level]):
+            mask = torch.from_numpy(m)[None]
             idx = torch.from_numpy(g)[None]
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = model(idx, mask, level, at=mask).float()
@@ -168,6 +180,34 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
         if model.config.code_dim:
             out[f"val_mean_code_sqerr_{level}"] = sq / total
     model.train()
+    return out
+
+
+def neighbour_reference(grids: dict[int, list[np.ndarray]], codebooks: dict[int, torch.Tensor],
+                        ratio: float = 0.2, seed: int = 1234) -> dict:
+    """What `neighbour` scores on validate()'s masks: top-1 accuracy and the squared distance of
+    its code to the true one in the transformer's normalised code space. A run logs it once, so
+    its curve can be read against the baseline it has to beat."""
+    from codec.tokens import LossyTokenGrid, TokenGrid
+
+    from .baselines import NeighbourRecovery
+
+    masks = validation_masks(grids, ratio, seed)
+    out = {}
+    for level, pool in sorted(grids.items()):
+        codebook = codebooks[level].float()
+        codes = MaskedTokenTransformer.normalise_codebook(codebook)
+        hits = total = 0
+        sq = 0.0
+        for g, mask in zip(pool, masks[level]):
+            # the image size is nominal: recoveries read only the grid and the mask
+            lossy = LossyTokenGrid(TokenGrid(g, level, (16 * g.shape[0], 16 * g.shape[1])), mask)
+            filled = NeighbourRecovery().recover(lossy, codebook)
+            hits += int((filled[mask] == g[mask]).sum())
+            sq += float((codes[torch.from_numpy(filled[mask])] - codes[torch.from_numpy(g[mask])]).pow(2).sum())
+            total += int(mask.sum())
+        out[f"ref_neighbour_acc_{level}"] = hits / total
+        out[f"ref_neighbour_mean_code_sqerr_{level}"] = sq / total
     return out
 
 
@@ -216,6 +256,10 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         f"{sum(len(v) for v in sampler.grids.values())} training grids")
     started = last_ckpt = time.time()
     logf = (out / "log.jsonl").open("a")
+    if codebooks is not None:
+        rec = {"step": step, **neighbour_reference(val_grids, codebooks)}
+        logf.write(json.dumps(rec) + "\n")
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
     model.train()
     running, count = 0.0, 0
     while step < cfg.steps:

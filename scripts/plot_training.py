@@ -19,11 +19,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read(path: Path) -> tuple[list[dict], list[dict]]:
-    train, val = [], []
+    train, val, _ = read_with_references(path)
+    return train, val
+
+
+def read_with_references(path: Path) -> tuple[list[dict], list[dict], dict]:
+    """Training records, validation records, and the baseline's figures a run logged (ref_*)."""
+    train, val, refs = [], [], {}
     for line in Path(path).read_text().splitlines():
         rec = json.loads(line)
-        (val if any(k.startswith("val_") for k in rec) else train).append(rec)
-    return train, val
+        if any(k.startswith("ref_") for k in rec):
+            refs.update({k: v for k, v in rec.items() if k.startswith("ref_")})
+        else:
+            (val if any(k.startswith("val_") for k in rec) else train).append(rec)
+    return train, val, refs
 
 
 def tokenizer(logs: list[Path], out: Path) -> None:
@@ -51,11 +60,13 @@ def tokenizer(logs: list[Path], out: Path) -> None:
 
 
 def recovery(logs: list[Path], out: Path) -> None:
-    """Runs end to end; NLL per level on the left, the mean-code-vector error on the right."""
+    """Runs end to end; NLL per level on the left, the mean-code-vector error on the right, with
+    `neighbour`'s error on the same masks (dashed) where a run logged it."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0
+    drew_reference = False
     for j, path in enumerate(logs):
-        train, val = read(path)
+        train, val, refs = read_with_references(path)
         levels = sorted({int(k.split("_")[-1]) for r in val for k in r if k.startswith("val_nll_")})
         for i, k in enumerate(levels):
             steps = [offset + r["step"] for r in val]
@@ -65,6 +76,11 @@ def recovery(logs: list[Path], out: Path) -> None:
                    if f"val_mean_code_sqerr_{k}" in r]
             if pts:
                 ax2.plot(*zip(*pts), "o-", ms=2, color=f"C{i}", label=f"K={k}" if j == 0 else None)
+            ref = refs.get(f"ref_neighbour_mean_code_sqerr_{k}")
+            if ref is not None and train:
+                ax2.hlines(ref, offset, offset + train[-1]["step"], color=f"C{i}", ls="--", lw=1,
+                           label="neighbour, same masks (dashed)" if i == 0 and not drew_reference else None)
+                drew_reference = True
         if j:
             for ax in (ax1, ax2):
                 ax.axvline(offset, color="gray", ls=":", lw=1)

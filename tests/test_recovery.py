@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,8 @@ from hypothesis import strategies as st
 from codec.tokens import LossyTokenGrid, TokenGrid
 from recovery import RecoveryError, get_method
 from recovery.baselines import NeighbourRecovery, NoneRecovery
-from recovery.train_transformer import RecoveryTrainConfig, draw_mask, train, validate
+from recovery.train_transformer import (RecoveryTrainConfig, draw_mask, neighbour_reference, train, validate,
+                                        validation_masks)
 from recovery.transformer import MaskedTokenTransformer, TransformerConfig
 from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer, window_starts
 
@@ -341,3 +343,23 @@ def test_code_vector_training_runs_and_init_takes_this_codecs_codebooks(tmp_path
     with pytest.raises(ValueError, match="needs the codec's codebooks"):
         train(RecoveryTrainConfig(out=str(tmp_path / "c"), steps=1, crop=8, batch=2, threads=1,
                                   model=TransformerConfig(**model_cfg)), grids, val, log=lambda s: None)
+
+
+def test_a_run_logs_neighbours_score_on_its_validation_masks(tmp_path):
+    flat = {16: [np.full((6, 7), 3), np.full((5, 5), 9)]}
+    books = {16: smooth_codebook(16, seed=1)}
+    masks = validation_masks(flat, ratio=0.2)
+    assert [m.shape for m in masks[16]] == [(6, 7), (5, 5)]
+    assert [int(m.sum()) for m in masks[16]] == [8, 5]
+    assert all((a == b).all() for a, b in zip(masks[16], validation_masks(flat, ratio=0.2)[16]))
+    ref = neighbour_reference(flat, books)
+    assert ref == {"ref_neighbour_acc_16": 1.0, "ref_neighbour_mean_code_sqerr_16": 0.0}  # flat grids: exact
+    grids, val = {16: stripes(20)}, {16: stripes(2, seed=2)}
+    model_cfg = dict(n_layer=1, n_head=2, n_embd=32, max_side=16, code_dim=4, local_features=True)
+    cfg = RecoveryTrainConfig(out=str(tmp_path / "a"), steps=2, decay_start=1, warmup=1, batch=2, crop=8,
+                              val_every=2, threads=1, model=TransformerConfig(**model_cfg))
+    train(cfg, grids, val, log=lambda s: None, codebooks=books)
+    records = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "ref_neighbour_acc_16" in r]
+    assert len(logged) == 1 and logged[0]["ref_neighbour_mean_code_sqerr_16"] == \
+        neighbour_reference(val, books)["ref_neighbour_mean_code_sqerr_16"] > 0
