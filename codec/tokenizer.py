@@ -33,10 +33,18 @@ class TokenizerConfig:
     embed_dim: int = 32
     n_embed: int = 1024
     dropout: float = 0.0
+    # taming normalises in 32 groups; at ch=32 that is one channel per group (instance
+    # normalisation), which strips each feature map of its level at full resolution
+    norm_groups: int = 32
     # EMA codebook (ours): taming's checkpoints learn the codebook by gradient; both decode alike.
     ema_decay: float = 0.99
     commitment: float = 0.25
     restart_after: int = 20  # a code unused for this many training steps moves onto fresh data
+
+    def __post_init__(self):
+        widths = {self.ch * m for m in self.ch_mult}
+        if self.norm_groups < 1 or any(w % self.norm_groups for w in widths):
+            raise ValueError(f"norm_groups {self.norm_groups} does not divide the channel widths {sorted(widths)}")
 
     @property
     def factor(self) -> int:
@@ -61,16 +69,16 @@ class TokenizerConfig:
         return cls(**d)
 
 
-def Normalize(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+def Normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float, groups: int = 32):
         super().__init__()
-        self.norm1 = Normalize(in_channels)
+        self.norm1 = Normalize(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
-        self.norm2 = Normalize(out_channels)
+        self.norm2 = Normalize(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         if in_channels != out_channels:
@@ -85,9 +93,9 @@ class ResnetBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int = 32):
         super().__init__()
-        self.norm = Normalize(channels)
+        self.norm = Normalize(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
@@ -132,19 +140,19 @@ class Encoder(nn.Module):
             level.block, level.attn = nn.ModuleList(), nn.ModuleList()
             block_in, block_out = cfg.ch * in_mult[i], cfg.ch * mult
             for _ in range(cfg.num_res_blocks):
-                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout))
+                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
                 block_in = block_out
                 if res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, cfg.norm_groups))
             if i != len(cfg.ch_mult) - 1:
                 level.downsample = Downsample(block_in)
                 res //= 2
             self.down.append(level)
         self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, cfg.dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, cfg.dropout)
-        self.norm_out = Normalize(block_in)
+        self.mid.block_1 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
+        self.mid.attn_1 = AttnBlock(block_in, cfg.norm_groups)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
+        self.norm_out = Normalize(block_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 3, 1, 1)
 
     def forward(self, x):
@@ -167,25 +175,25 @@ class Decoder(nn.Module):
         res = cfg.resolution // cfg.factor
         self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, 1, 1)
         self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, cfg.dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, cfg.dropout)
+        self.mid.block_1 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
+        self.mid.attn_1 = AttnBlock(block_in, cfg.norm_groups)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
         up = []
         for i in reversed(range(len(cfg.ch_mult))):
             level = nn.Module()
             level.block, level.attn = nn.ModuleList(), nn.ModuleList()
             block_out = cfg.ch * cfg.ch_mult[i]
             for _ in range(cfg.num_res_blocks + 1):
-                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout))
+                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
                 block_in = block_out
                 if res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, cfg.norm_groups))
             if i != 0:
                 level.upsample = Upsample(block_in)
                 res *= 2
             up.insert(0, level)  # keep taming's index order: up[0] is the full-resolution level
         self.up = nn.ModuleList(up)
-        self.norm_out = Normalize(block_in)
+        self.norm_out = Normalize(block_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(block_in, cfg.out_ch, 3, 1, 1)
 
     def forward(self, z):

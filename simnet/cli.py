@@ -435,8 +435,11 @@ def bench(which):
               help="Levels file: fine-tune the decoder only, fed the codec's own quantisation; the "
                    "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
+              help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
+                   "A resumed or --init run keeps its model's.")
 def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight,
-                    decoder_levels, threads):
+                    decoder_levels, threads, norm_groups):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -455,9 +458,15 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
         raise UserError(f"--decoder-only {decoder_levels}: no such levels file")
     if decoder_levels is not None and init is None and not (out / "last.pt").exists():
         raise UserError("--decoder-only needs --init (the tokenizer whose encoder stays frozen)")
+    from codec.tokenizer import TokenizerConfig
+
+    try:
+        model = TokenizerConfig(norm_groups=norm_groups)
+    except ValueError as e:
+        raise UserError(f"--norm-groups {norm_groups}: {e}") from None
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
                       lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
-                      l2_weight=l2_weight, threads=threads,
+                      l2_weight=l2_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None)
     train(cfg, log=lambda s: out_console.print(s, highlight=False))
 

@@ -114,3 +114,21 @@ def test_ema_codebook_restarts_dead_codes():
         _, loss, idx = q(z)
     assert len(torch.unique(idx)) > cfg.n_embed // 4
     assert torch.isfinite(loss)
+
+
+def test_norm_groups_is_part_of_the_saved_model(tmp_path):
+    from dataclasses import replace
+
+    old = TokenizerConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "norm_groups"})
+    assert old.norm_groups == 32  # weights saved before the option load as taming's layout
+    cfg = replace(TINY, norm_groups=8)
+    model = VQModel(cfg).eval()
+    assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
+    save_tokenizer(model, tmp_path / "g8.safetensors", {})
+    loaded, _ = load_tokenizer(tmp_path / "g8.safetensors")
+    assert loaded.config.norm_groups == 8
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():  # fp16 storage: close, not equal
+        assert torch.allclose(model(x)[0], loaded.eval()(x)[0], atol=0.05)
+    with pytest.raises(ValueError, match="norm_groups 7 does not divide"):
+        replace(TINY, norm_groups=7)
