@@ -1,6 +1,6 @@
 """Learning curves of training runs, from their log.jsonl, as the PNGs in docs/.
 
-    python scripts/plot_training.py tokenizer runs/tokenizer/log.jsonl [runs/tok-dec/log.jsonl ...] --out docs/tokenizer-curve.png
+    python scripts/plot_training.py tokenizer runs/tokenizer/log.jsonl [runs/tok-cont/log.jsonl ...] [--compare runs/tok-g8/log.jsonl] --out docs/tokenizer-curve.png
     python scripts/plot_training.py recovery runs/recovery/log.jsonl --out docs/recovery-curve.png
 
 Several logs are drawn one after the other (a run and the runs that continued it).
@@ -35,17 +35,22 @@ def read_with_references(path: Path) -> tuple[list[dict], list[dict], dict]:
     return train, val, refs
 
 
-def tokenizer(logs: list[Path], out: Path) -> None:
+def tokenizer(logs: list[Path], out: Path, compare: list[Path] = ()) -> None:
+    """`logs` end to end (a run and its continuations); each of `compare` from step 0, dashed
+    (another design trained from scratch, to be read against the first run)."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     lr_ax = ax1.twinx()
     offset = 0
-    for i, path in enumerate(logs):
+    runs = [(p, False) for p in logs] + [(p, True) for p in compare]
+    for i, (path, from_zero) in enumerate(runs):
         train, val = read(path)
+        if from_zero:
+            offset = 0
         steps = [offset + r["step"] for r in train]
         ax1.plot(steps, [r["l1"] for r in train], color=f"C{i}", lw=1, label=f"L1, {path.parent.name}")
         lr_ax.plot(steps, [r["lr"] for r in train], color=f"C{i}", ls=":", lw=1)
-        ax2.plot([offset + r["step"] for r in val], [r["val_psnr"] for r in val], "o-", color=f"C{i}",
-                 ms=3, label=path.parent.name)
+        ax2.plot([offset + r["step"] for r in val], [r["val_psnr"] for r in val], "o--" if from_zero else "o-",
+                 color=f"C{i}", ms=3, label=path.parent.name + (" (from scratch)" if from_zero else ""))
         offset = steps[-1] if steps else offset
     ax1.set_xlabel("step (runs end to end)")
     ax1.set_ylabel("training L1 (pixels in [-1, 1])")
@@ -102,9 +107,11 @@ def main(argv=None):
     ap.add_argument("kind", choices=["tokenizer", "recovery"])
     ap.add_argument("logs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--compare", type=Path, nargs="*", default=[],
+                    help="tokenizer: logs drawn from step 0 (other designs), beside the chained runs")
     args = ap.parse_args(argv)
     if args.kind == "tokenizer":
-        tokenizer(args.logs, args.out)
+        tokenizer(args.logs, args.out, args.compare)
     else:
         recovery(args.logs, args.out)
     print(f"wrote {args.out}")
