@@ -40,7 +40,7 @@ def load(weights: str | None, precision: str):
 
 def test_image(h: int, w: int) -> np.ndarray:
     from codec.images import builtin_images
-    from simnet.runner import fit_frame
+    from simnet.experiment.frames import fit_frame
 
     return fit_frame(builtin_images()[0][1], (h, w))
 

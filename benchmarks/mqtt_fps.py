@@ -19,7 +19,7 @@ from simnet.mqtt.demo import demo_channel
 from simnet.mqtt.receiver import StreamReceiver, receive_stream
 from simnet.mqtt.sender import send_stream
 from simnet.mqtt.transport import ConnectionOptions, Mosquitto
-from simnet.runner import image_frames
+from simnet.experiment.frames import image_frames
 
 
 async def one(codec, method, size, frames, port):

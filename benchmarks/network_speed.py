@@ -17,8 +17,8 @@ import time
 
 import simpy
 
-from simnet.loss_models import Bernoulli
-from simnet.network import FrameSource, Link, Port, Receiver
+from simnet.network.loss_models import Bernoulli
+from simnet.network.elements import FrameSource, Link, Port, Receiver
 
 SIZE, SOURCE_BPS, PORT_BPS, DELAY, LOSS = 1000, 16e6, 20e6, 0.030, 0.10
 

@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
     from codec.zoo import load_codec
     from recovery.baselines import NeighbourRecovery
     from recovery.transformer_recovery import TransformerRecovery
-    from simnet.runner import fit_frame
+    from simnet.experiment.frames import fit_frame
     from codec.images import builtin_images
 
     codec = load_codec()

@@ -102,14 +102,18 @@ def read_header(data: bytes) -> BitstreamHeader:
                            len(data) - HEADER_BYTES - CRC_BYTES)
 
 
-def read_bitstream(data: bytes, prior_for_level) -> tuple[BitstreamHeader, TokenGrid]:
-    """Parse and decode; `prior_for_level(K)` returns the Prior (or raises BitstreamError)."""
+def read_bitstream(data: bytes, prior) -> tuple[BitstreamHeader, TokenGrid]:
+    """Parse and decode; `prior(K)` returns level K's Prior, or raises ValueError for a level it
+    does not have."""
     header = read_header(data)
-    prior = prior_for_level(header.level)
+    try:
+        level_prior = prior(header.level)
+    except ValueError as e:
+        raise BitstreamError(str(e)) from None
     h, w = header.grid_shape
     payload = data[HEADER_BYTES: len(data) - CRC_BYTES]
     try:
-        symbols = decode_symbols(payload, h * w, prior)
+        symbols = decode_symbols(payload, h * w, level_prior)
     except EntropyError as e:
         raise BitstreamError(str(e)) from None
     return header, TokenGrid(symbols.reshape(h, w), header.level, (header.height, header.width))

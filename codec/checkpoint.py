@@ -11,15 +11,14 @@ config YAML (`model.params.ddconfig`, `n_embed`, `embed_dim`). They load with
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from .safe_weights import check_state, read_weights, save_weights
 from .tokenizer import TokenizerConfig, VQModel
+
+FORMAT = "simnet-tokenizer/1"
 
 LAYOUT_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.embedding.weight")
 
@@ -28,37 +27,17 @@ class CheckpointError(ValueError):
     """A weights file that cannot be used; the message names the file and the problem."""
 
 
-def file_checksum(path: Path) -> str:
-    """sha256 of a file, hex; reports cite it so a figure names the exact weights."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def layout_state_dict(model: VQModel) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(LAYOUT_PREFIXES)}
 
 
 def save_tokenizer(model: VQModel, path: Path, info: dict | None = None) -> None:
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in layout_state_dict(model).items()}
-    meta = {"format": "simnet-tokenizer/1", "config": json.dumps(model.config.to_dict()),
-            "info": json.dumps(info or {})}
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_weights(layout_state_dict(model), path, FORMAT, model.config.to_dict(), info)
 
 
 def _load_into(model: VQModel, state: dict[str, torch.Tensor], source: str) -> VQModel:
     expected = layout_state_dict(model)
-    for key, ref in expected.items():
-        if key not in state:
-            raise CheckpointError(f"{source}: missing weight '{key}'")
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise CheckpointError(f"{source}: weight '{key}' has shape {tuple(state[key].shape)}, "
-                                  f"the config says {tuple(ref.shape)}")
+    check_state(expected, state, source, CheckpointError)
     model.load_state_dict({k: state[k].float() for k in expected}, strict=False)
     q = model.quantize
     q.ema_sum.copy_(q.embedding.weight.data)
@@ -69,24 +48,12 @@ def _load_into(model: VQModel, state: dict[str, torch.Tensor], source: str) -> V
 
 def load_tokenizer(path: Path) -> tuple[VQModel, dict]:
     """Our safetensors weights -> (model in eval mode, info dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file")
+    state, config, info = read_weights(path, FORMAT, CheckpointError)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a safetensors weights file ({e})") from None
-    if meta.get("format") != "simnet-tokenizer/1":
-        raise CheckpointError(f"{path}: not a simnet tokenizer (metadata format={meta.get('format')!r})")
-    try:
-        cfg = TokenizerConfig.from_dict(json.loads(meta["config"]))
+        cfg = TokenizerConfig.from_dict(config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad tokenizer config in metadata ({e})") from None
-    return _load_into(VQModel(cfg), state, str(path)), json.loads(meta.get("info", "{}"))
+    return _load_into(VQModel(cfg), state, str(path)), info
 
 
 def config_from_taming_yaml(path: Path) -> TokenizerConfig:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from .bitstream import BitstreamError, BitstreamHeader, read_bitstream, write_bitstream
-from .checkpoint import CheckpointError, file_checksum, load_tokenizer
+from .checkpoint import CheckpointError, load_tokenizer
+from .safe_weights import file_checksum
 from .entropy import Prior
 from .images import to_tensor, to_uint8
 from .levels import Level, load_levels
@@ -22,7 +23,7 @@ class ImageCodec:
     """A tokenizer with its codebook levels and priors.
 
     precision "bf16" runs the convolutions under bfloat16 autocast (what the model was trained
-    with; about 2x faster on CPUs with AMX/AVX-512 BF16), "fp32" in full precision.
+    with; faster only where the CPU has native bf16, docs/models.md), "fp32" in full precision.
     """
 
     def __init__(self, model: VQModel, levels: dict[int, Level], checksum: str,
@@ -67,9 +68,11 @@ class ImageCodec:
         return self.levels[k]
 
     def prior(self, k: int) -> Prior:
+        """Level K's entropy-coding prior."""
         return self.level(k).prior
 
     def codebook(self, k: int) -> torch.Tensor:
+        """Level K's code vectors, (K, D)."""
         return self.level(k).codebook
 
     def _autocast(self):
@@ -111,12 +114,7 @@ class ImageCodec:
         return write_bitstream(grid, self.prior(grid.level), bytes.fromhex(self.checksum))
 
     def from_bytes(self, data: bytes, check_model: bool = True) -> tuple[BitstreamHeader, TokenGrid]:
-        def prior_for(level: int) -> Prior:
-            if level not in self.levels:
-                raise BitstreamError(f"codebook level {level} is not available (have {self.level_sizes})")
-            return self.levels[level].prior
-
-        header, grid = read_bitstream(data, prior_for)
+        header, grid = read_bitstream(data, self.prior)
         if check_model and header.model_checksum != bytes.fromhex(self.checksum)[:4]:
             raise BitstreamError(f"made by other weights (model checksum {header.model_checksum.hex()}, "
                                  f"these are {self.checksum[:8]})")
@@ -125,6 +123,3 @@ class ImageCodec:
     def packetize(self, grid: TokenGrid, **kwargs) -> list[Packet]:
         kwargs.setdefault("mtu", DEFAULT_MTU)
         return packetize(grid, self.prior(grid.level), **kwargs)
-
-    def prior_for_level(self, level: int) -> Prior:
-        return self.prior(level)

@@ -1,12 +1,14 @@
-"""Image quality metrics in plain torch: PSNR, SSIM and MS-SSIM.
+"""Image quality metrics in plain torch: PSNR, SSIM and MS-SSIM, and `quality`, the one function
+every report, evaluation and training validation scores decoded images with.
 
 Defined as in Wang et al. (2003, 2004) with the usual constants (11x11 Gaussian window, sigma 1.5,
 K1 = 0.01, K2 = 0.03, the five MS-SSIM scale weights), on RGB images in [0, 1]. These serve the
-default install; pyiqa is an optional second opinion (simnet/metrics_backends.py).
+default install; further metrics plug into `quality` as `extra` (pyiqa's, simnet/experiment/iqa.py).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,11 +18,6 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] model space -> [0, 1]."""
     return (x.clamp(-1, 1) + 1) / 2
-
-
-def quantize_8bit(x01: torch.Tensor) -> torch.Tensor:
-    """What a saved PNG holds: round to 0..255 and back to [0, 1]."""
-    return torch.round(x01.clamp(0, 1) * 255) / 255
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
@@ -61,20 +58,20 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: floa
     """Per-image MS-SSIM over five scales. Images smaller than 161 px on a side use a window
     shrunk to fit the coarsest scale (as pytorch-msssim does); below 48 px, the coarsest scales
     are dropped and the remaining weights renormalised, so tiny frames still get a value."""
-    levels = len(MS_SSIM_WEIGHTS)
-    while levels > 1 and min(x.shape[-2:]) // 2 ** (levels - 1) < 3:
-        levels -= 1
-    smallest = min(x.shape[-2:]) // 2 ** (levels - 1)
+    scales = len(MS_SSIM_WEIGHTS)
+    while scales > 1 and min(x.shape[-2:]) // 2 ** (scales - 1) < 3:
+        scales -= 1
+    smallest = min(x.shape[-2:]) // 2 ** (scales - 1)
     if smallest < window_size:
         window_size = max(1, min(smallest, 3) if smallest < 3 else smallest - (1 - smallest % 2))
     g = _gaussian_1d(window_size, sigma, x.dtype, x.device)
-    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
-    if levels < len(MS_SSIM_WEIGHTS):
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=x.dtype, device=x.device)
+    if scales < len(MS_SSIM_WEIGHTS):
         weights = weights / weights.sum()
     values = []
-    for level in range(levels):
+    for scale in range(scales):
         s, cs = _ssim_components(x, y, g, 0.01**2, 0.03**2)
-        if level < levels - 1:
+        if scale < scales - 1:
             values.append(torch.relu(cs.flatten(1).mean(1)))
             pad = (0, x.shape[-1] % 2, 0, x.shape[-2] % 2)
             x = F.avg_pool2d(F.pad(x, pad, mode="replicate"), 2)
@@ -83,3 +80,16 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: floa
             values.append(torch.relu(s.flatten(1).mean(1)))
     stacked = torch.stack(values, dim=1)
     return torch.prod(stacked ** weights[None, :], dim=1)
+
+
+def unit_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float() / 255
+
+
+def quality(reference: np.ndarray, decoded: np.ndarray, extra=None) -> dict:
+    """PSNR (RGB, 0-255) and MS-SSIM of two HxWx3 uint8 images, and whatever `extra`
+    ((reference, decoded) -> {field: value}, e.g. the optional pyiqa metrics) adds."""
+    x, y = unit_tensor(reference), unit_tensor(decoded)
+    scores = {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(ms_ssim(x, y)[0])}
+    return {**scores, **extra(reference, decoded)} if extra is not None else scores

@@ -168,7 +168,8 @@ class FrameAssembly:
     interleave: str
     seed: int
     count: int
-    received: dict[int, np.ndarray] = field(default_factory=dict)  # packet index -> (start, symbols)
+    # packet index -> (first position in the interleaved order, decoded symbols)
+    received: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,8 +184,9 @@ class Depacketizer:
     """Collects packets of any number of frames, in any order, with duplicates and corrupted
     ones, and gives each frame back as a grid plus a mask of the positions still missing."""
 
-    def __init__(self, prior_for_level):
-        self.prior_for_level = prior_for_level
+    def __init__(self, prior):
+        """`prior(K)` returns level K's Prior (ImageCodec.prior)."""
+        self.prior = prior
         self.frames: dict[tuple[int, int], FrameAssembly] = {}
         self.stats = DepacketizerStats()
 
@@ -192,9 +194,16 @@ class Depacketizer:
         """Returns "ok", "corrupt", "duplicate" or "inconsistent"; never raises for bad data."""
         try:
             packet = parse_packet(data)
-            prior = self.prior_for_level(packet.level)
-            symbols = decode_symbols(packet.payload, packet.tokens, prior)
-        except (PacketError, EntropyError, KeyError, ValueError):
+        except PacketError:
+            self.stats.corrupt += 1
+            return "corrupt"
+        return self.add_packet(packet)
+
+    def add_packet(self, packet: Packet) -> str:
+        """`add` for a packet already parsed (a receiver that looked at its header first)."""
+        try:
+            symbols = decode_symbols(packet.payload, packet.tokens, self.prior(packet.level))
+        except (EntropyError, KeyError, ValueError):
             self.stats.corrupt += 1
             return "corrupt"
         key = (packet.stream, packet.frame)

@@ -7,7 +7,7 @@ see codec/checkpoint.py for the loader.
 
 Pixels are float tensors in [-1, 1], shape (B, 3, H, W). Any H, W works: `encode` pads to a
 multiple of the downsampling factor by edge replication, `decode` returns the padded size and
-`crop` is the caller's (see `TokenGrid` and `Tokenizer.reconstruct`).
+cropping back to the image is the caller's (`ImageCodec.decode` crops to `TokenGrid.image_size`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .tokens import nearest_codes
 
 
 @dataclass
@@ -34,7 +36,7 @@ class TokenizerConfig:
     n_embed: int = 1024
     dropout: float = 0.0
     # taming normalises in 32 groups; at ch=32 that is one channel per group (instance
-    # normalisation), which strips each feature map of its level at full resolution
+    # normalisation), which strips each feature map of its mean at full resolution
     norm_groups: int = 32
     # EMA codebook (ours): taming's checkpoints learn the codebook by gradient; both decode alike.
     ema_decay: float = 0.99
@@ -136,18 +138,18 @@ class Encoder(nn.Module):
         res = cfg.resolution
         self.down = nn.ModuleList()
         for i, mult in enumerate(cfg.ch_mult):
-            level = nn.Module()
-            level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+            stage = nn.Module()
+            stage.block, stage.attn = nn.ModuleList(), nn.ModuleList()
             block_in, block_out = cfg.ch * in_mult[i], cfg.ch * mult
             for _ in range(cfg.num_res_blocks):
-                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
+                stage.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
                 block_in = block_out
                 if res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in, cfg.norm_groups))
+                    stage.attn.append(AttnBlock(block_in, cfg.norm_groups))
             if i != len(cfg.ch_mult) - 1:
-                level.downsample = Downsample(block_in)
+                stage.downsample = Downsample(block_in)
                 res //= 2
-            self.down.append(level)
+            self.down.append(stage)
         self.mid = nn.Module()
         self.mid.block_1 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
         self.mid.attn_1 = AttnBlock(block_in, cfg.norm_groups)
@@ -157,13 +159,13 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         h = self.conv_in(x)
-        for level in self.down:
-            for j, block in enumerate(level.block):
+        for stage in self.down:
+            for j, block in enumerate(stage.block):
                 h = block(h)
-                if len(level.attn) > 0:
-                    h = level.attn[j](h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
+                if len(stage.attn) > 0:
+                    h = stage.attn[j](h)
+            if hasattr(stage, "downsample"):
+                h = stage.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -180,18 +182,18 @@ class Decoder(nn.Module):
         self.mid.block_2 = ResnetBlock(block_in, block_in, cfg.dropout, cfg.norm_groups)
         up = []
         for i in reversed(range(len(cfg.ch_mult))):
-            level = nn.Module()
-            level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+            stage = nn.Module()
+            stage.block, stage.attn = nn.ModuleList(), nn.ModuleList()
             block_out = cfg.ch * cfg.ch_mult[i]
             for _ in range(cfg.num_res_blocks + 1):
-                level.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
+                stage.block.append(ResnetBlock(block_in, block_out, cfg.dropout, cfg.norm_groups))
                 block_in = block_out
                 if res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in, cfg.norm_groups))
+                    stage.attn.append(AttnBlock(block_in, cfg.norm_groups))
             if i != 0:
-                level.upsample = Upsample(block_in)
+                stage.upsample = Upsample(block_in)
                 res *= 2
-            up.insert(0, level)  # keep taming's index order: up[0] is the full-resolution level
+            up.insert(0, stage)  # keep taming's index order: up[0] is the full-resolution stage
         self.up = nn.ModuleList(up)
         self.norm_out = Normalize(block_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(block_in, cfg.out_ch, 3, 1, 1)
@@ -199,13 +201,13 @@ class Decoder(nn.Module):
     def forward(self, z):
         h = self.conv_in(z)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        for level in reversed(self.up):
-            for j, block in enumerate(level.block):
+        for stage in reversed(self.up):
+            for j, block in enumerate(stage.block):
                 h = block(h)
-                if len(level.attn) > 0:
-                    h = level.attn[j](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+                if len(stage.attn) > 0:
+                    h = stage.attn[j](h)
+            if hasattr(stage, "upsample"):
+                h = stage.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -227,25 +229,13 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("unused_steps", torch.zeros(n_embed, dtype=torch.long), persistent=False)
         self.register_buffer("initialised", torch.tensor(False), persistent=False)
 
-    def nearest(self, flat: torch.Tensor, codebook: torch.Tensor | None = None) -> torch.Tensor:
-        """Index of the nearest code for each row of `flat` (N, D), in float32."""
-        codebook = self.embedding.weight if codebook is None else codebook
-        flat, codebook = flat.float(), codebook.float()
-        dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t()
-                + codebook.pow(2).sum(1)[None, :])
-        return dist.argmin(1)
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) indices -> (B, D, h, w) code vectors."""
-        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
-
     def forward(self, z: torch.Tensor):
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()
         if self.training and not bool(self.initialised):
             self._restart(torch.arange(self.n_embed), flat)
             self.initialised.fill_(True)
-        indices = self.nearest(flat)
+        indices = nearest_codes(flat, self.embedding.weight)
         if self.training:
             self._ema_update(flat, indices)
         zq = self.embedding(indices).view(b, h, w, d).permute(0, 3, 1, 2)

@@ -1,10 +1,12 @@
-"""The token types shared by the codec, the recovery models and the simulator."""
+"""The token types shared by the codec, the recovery models and the simulator, and the one
+nearest-code search that turns vectors into tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -49,3 +51,20 @@ class LossyTokenGrid:
     @property
     def loss_rate(self) -> float:
         return float(self.missing.mean()) if self.missing.size else 0.0
+
+
+def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor, bias: torch.Tensor | None = None,
+                  chunk: int = 65536) -> torch.Tensor:
+    """Index of the code nearest each vector: (..., D) vectors, (K, D) codebook -> (...) indices.
+
+    `bias` (K,) is added to each code's squared distance (the rate term of entropy-constrained
+    assignment). Distances are computed in float32, `chunk` rows at a time to bound memory; the
+    |vector|^2 term is left out, since it is the same for every code."""
+    codebook = codebook.float()
+    norms = codebook.pow(2).sum(1)
+    if bias is not None:
+        norms = norms + bias
+    flat = vectors.float().reshape(-1, codebook.shape[1])
+    out = [(norms[None, :] - 2 * part @ codebook.t()).argmin(1) for part in flat.split(chunk)]
+    indices = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+    return indices.view(vectors.shape[:-1])

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import file_checksum, load_tokenizer
+from .checkpoint import load_tokenizer
+from .safe_weights import file_checksum
 from .images import load_rgb, to_tensor, training_images
 from .levels import (build_levels, fit_entropy_constrained, latent_mse, rate_of, save_levels,
                      tune_rate_lambda)

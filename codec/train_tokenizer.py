@@ -1,19 +1,15 @@
 """Resumable CPU training of the tokenizer.
 
 Random crops of the training split (codec.images.training_images), bf16 autocast and channels_last
-(about 2x on this CPU class), L1 + SSIM reconstruction loss, EMA codebook with dead-code restarts.
-The learning rate warms up, holds, then decays linearly from `decay_start` to `steps`
-(warmup-stable-decay): the decay can be placed once the run's speed is known, and a resumed run
-may move it. Every few minutes the full training state goes to OUT/last.pt; every validation
-writes OUT/log.jsonl and, when the validation PSNR improves, OUT/best.safetensors.
+(fast where the CPU has native bf16), L1 + SSIM reconstruction loss, EMA codebook with dead-code restarts.
+The loop, its schedule, checkpoints and log are codec/training.py's; the best weights are those
+with the highest validation PSNR.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +22,7 @@ from .checkpoint import save_tokenizer
 from .images import load_rgb, training_images, validation_images
 from .metrics import ms_ssim, psnr, ssim, to_unit
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
+from .training import NO_BEST, Schedule, TrainingRun
 
 
 @dataclass
@@ -54,13 +51,8 @@ class TrainConfig:
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if step < cfg.decay_start:
-        return cfg.lr
-    frac = min(1.0, (step - cfg.decay_start) / max(1, cfg.steps - cfg.decay_start))
-    return cfg.lr * (1 - frac * (1 - cfg.min_lr_ratio))
+def schedule(cfg: TrainConfig) -> Schedule:
+    return Schedule(cfg.lr, cfg.steps, cfg.decay_start, cfg.warmup, cfg.min_lr_ratio)
 
 
 class CropSampler:
@@ -157,28 +149,29 @@ def _training_state(model, optimizer, step, best, sampler, cfg) -> dict:
             "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
 
 
-def train(cfg: TrainConfig, log=print) -> Path:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-
-    state_path = out / "last.pt"
-    state = torch.load(state_path, weights_only=False) if state_path.exists() else None
-    if state is not None:
-        cfg.model = TokenizerConfig.from_dict(state["model_config"])
-    if state is None and cfg.init:
+def _model(cfg: TrainConfig, resumed: dict | None, log) -> VQModel:
+    """A new model, the resumed run's, or one initialised from `cfg.init`."""
+    if resumed is not None:
+        cfg.model = TokenizerConfig.from_dict(resumed["model_config"])
+    if resumed is None and cfg.init:
         from .checkpoint import load_tokenizer
 
         initial, _ = load_tokenizer(Path(cfg.init))
         cfg.model = initial.config
     model = VQModel(cfg.model).to(memory_format=torch.channels_last)
-    if state is None and cfg.init:
+    if resumed is None and cfg.init:
         model.load_state_dict(initial.state_dict(), strict=False)
         model.quantize.initialised.fill_(True)
         model.quantize.ema_sum.copy_(model.quantize.embedding.weight.data)
         log(f"initialised from {cfg.init}")
+    return model
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    run = TrainingRun(Path(cfg.out), cfg.threads, cfg.seed, log, cfg.checkpoint_minutes, cfg.max_minutes)
+    random.seed(cfg.seed)
+    state = run.resumed
+    model = _model(cfg, state, log)
     quantizer = None
     if cfg.decoder_only_levels:
         quantizer = LevelQuantizer(Path(cfg.decoder_only_levels), cfg.seed)
@@ -189,7 +182,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     val_images = [load_rgb(p) for p in validation_images()[: cfg.val_images]]
-    step, best = 0, -math.inf
+    step, best = 0, NO_BEST
     if state is not None:
         model.load_state_dict(state["model"])
         model.quantize.ema_count.copy_(state["ema_count"])
@@ -200,20 +193,14 @@ def train(cfg: TrainConfig, log=print) -> Path:
         step, best = state["step"], state["best_val_psnr"]
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {state_path} at step {step}")
-    (out / "config.json").write_text(json.dumps({**{k: v for k, v in vars(cfg).items() if k != "model"},
-                                                  "model": cfg.model.to_dict()}, indent=1))
+        log(f"resumed from {run.state_path} at step {step}")
+    (run.out / "config.json").write_text(json.dumps(
+        {**{k: v for k, v in vars(cfg).items() if k != "model"}, "model": cfg.model.to_dict()}, indent=1))
     log(f"tokenizer: {count_parameters(model) / 1e6:.2f} M parameters, {len(sampler.images)} training images")
-
-    started = last_ckpt = time.time()
-    logf = (out / "log.jsonl").open("a")
     model.train()
-    window = {"loss": 0.0, "l1": 0.0, "ssim": 0.0, "vq": 0.0, "n": 0}
     hits = torch.zeros(cfg.model.n_embed)
-    while step < cfg.steps:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+
+    def train_step(lr: float) -> dict[str, float]:
         x = sampler.batch(cfg.batch).contiguous(memory_format=torch.channels_last)
         if quantizer is None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -238,39 +225,21 @@ def train(cfg: TrainConfig, log=print) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        step += 1
-        hits += torch.bincount(idx.flatten(), minlength=cfg.model.n_embed)
-        for k, v in (("loss", loss), ("l1", l1), ("ssim", s), ("vq", vq_loss)):
-            window[k] += v.item()
-        window["n"] += 1
+        hits.add_(torch.bincount(idx.flatten(), minlength=cfg.model.n_embed))
+        return {"loss": loss.item(), "l1": l1.item(), "ssim": s.item(), "vq": vq_loss.item()}
 
-        if step % 50 == 0:
-            n = window.pop("n")
-            p = hits / hits.sum()
-            rec = {"step": step, "lr": lr, "minutes": (time.time() - started) / 60,
-                   **{k: v / n for k, v in window.items()},
-                   "perplexity": float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            window = {"loss": 0.0, "l1": 0.0, "ssim": 0.0, "vq": 0.0, "n": 0}
-            hits.zero_()
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            rec = {"step": step, **validate(model, val_images, quantizer)}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            if rec["val_psnr"] > best:
-                best = rec["val_psnr"]
-                save_tokenizer(model, out / "best.safetensors",
-                               {"step": step, "val_psnr": best, "val_ms_ssim": rec["val_ms_ssim"]})
-        timeout = cfg.max_minutes > 0 and time.time() - started > cfg.max_minutes * 60
-        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == cfg.steps or timeout:
-            torch.save(_training_state(model, optimizer, step, best, sampler, cfg), out / "last.tmp")
-            (out / "last.tmp").replace(state_path)
-            last_ckpt = time.time()
-        if timeout:
-            log(f"stopping after {cfg.max_minutes} minutes at step {step}; run again to resume")
-            break
-    logf.close()
-    return out / "best.safetensors"
+    def perplexity() -> dict:
+        p = hits / hits.sum()
+        value = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        hits.zero_()
+        return {"perplexity": value}
+
+    def save_best(rec: dict) -> None:
+        save_tokenizer(model, run.out / "best.safetensors",
+                       {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"]})
+
+    return run.loop(optimizer, schedule(cfg), step, best, train_step,
+                    validate=lambda: validate(model, val_images, quantizer),
+                    score=lambda rec: rec["val_psnr"], save_best=save_best,
+                    snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg),
+                    val_every=cfg.val_every, window_extra=perplexity)

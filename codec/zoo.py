@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .image_codec import ImageCodec
+from .levels import load_levels
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TOKENIZER_FILE = "tokenizer.safetensors"
@@ -18,11 +19,21 @@ def weights_dir() -> Path:
     return Path(os.environ.get("SIMNET_WEIGHTS", WEIGHTS_DIR))
 
 
-def load_codec(folder: Path | None = None, precision: str = "bf16") -> ImageCodec:
+def _files(folder: Path | None) -> tuple[Path, Path]:
     folder = weights_dir() if folder is None else Path(folder)
     tokenizer, levels = folder / TOKENIZER_FILE, folder / LEVELS_FILE
     for path in (tokenizer, levels):
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; train with `simnet train tokenizer` and "
                                   f"`simnet train levels`, or point --weights at a folder that has it")
+    return tokenizer, levels
+
+
+def load_codec(folder: Path | None = None, precision: str = "bf16") -> ImageCodec:
+    tokenizer, levels = _files(folder)
     return ImageCodec.from_files(tokenizer, levels, precision=precision)
+
+
+def available_levels(folder: Path | None = None) -> list[int]:
+    """The codebook levels of a weights folder, read without loading the tokenizer."""
+    return sorted(load_levels(_files(folder)[1]))

@@ -34,10 +34,3 @@ def check_inputs(lossy: LossyTokenGrid, codebook: torch.Tensor) -> None:
     known = grid.indices[~lossy.missing]
     if known.size and (known.min() < 0 or known.max() >= grid.level):
         raise RecoveryError(f"grid holds indices outside [0, {grid.level})")
-
-
-def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the code nearest each vector: (..., D) vectors, (K, D) codebook -> (...) indices."""
-    cb = codebook.float()
-    flat = vectors.float().reshape(-1, cb.shape[1])
-    return (cb.pow(2).sum(1)[None, :] - 2 * flat @ cb.t()).argmin(1).view(vectors.shape[:-1])

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec.tokens import LossyTokenGrid
+from codec.tokens import LossyTokenGrid, nearest_codes
 
-from .base import check_inputs, nearest_codes
+from .base import check_inputs
 
 
 class NoneRecovery:

@@ -9,15 +9,15 @@ or as rectangles.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from codec.training import NO_BEST, Schedule, TrainingRun
 
 from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
 from .transformer_recovery import save_transformer
@@ -46,13 +46,8 @@ class RecoveryTrainConfig:
     model: TransformerConfig = field(default_factory=TransformerConfig)
 
 
-def learning_rate(step: int, cfg: RecoveryTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if step < cfg.decay_start:
-        return cfg.lr
-    frac = min(1.0, (step - cfg.decay_start) / max(1, cfg.steps - cfg.decay_start))
-    return cfg.lr * (1 - frac * (1 - cfg.min_lr_ratio))
+def schedule(cfg: RecoveryTrainConfig) -> Schedule:
+    return Schedule(cfg.lr, cfg.steps, cfg.decay_start, cfg.warmup, cfg.min_lr_ratio)
 
 
 MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
@@ -211,61 +206,57 @@ def neighbour_reference(grids: dict[int, list[np.ndarray]], codebooks: dict[int,
     return out
 
 
-def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
-          val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None,
-          codebooks: dict[int, torch.Tensor] | None = None) -> Path:
-    """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    state_path = out / "last.pt"
-    state = torch.load(state_path, weights_only=False) if state_path.exists() else None
-    if state is not None:
-        cfg.model = TransformerConfig.from_dict(state["model_config"])
-    if state is None and cfg.init:
+def _model(cfg: RecoveryTrainConfig, resumed: dict | None, levels: tuple[int, ...], log
+           ) -> MaskedTokenTransformer:
+    """A new model, the resumed run's, or one initialised from `cfg.init`."""
+    if resumed is not None:
+        cfg.model = TransformerConfig.from_dict(resumed["model_config"])
+    if resumed is None and cfg.init:
         from .transformer_recovery import load_transformer
 
         initial, _, _ = load_transformer(Path(cfg.init))
         # the initial model's shape, plus the local features if this run asks for them
         cfg.model = replace(initial.config, local_features=initial.config.local_features or cfg.model.local_features)
-    cfg.model.levels = tuple(sorted(grids))
+    cfg.model.levels = levels
     model = MaskedTokenTransformer(cfg.model)
-    if state is None and cfg.init:
+    if resumed is None and cfg.init:
         missing_keys, _ = model.load_state_dict(initial.state_dict(), strict=False)
         if missing_keys:
             log(f"new (randomly initialised) weights: {missing_keys}")
         log(f"initialised from {cfg.init}")
+    return model
+
+
+def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
+          val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None,
+          codebooks: dict[int, torch.Tensor] | None = None) -> Path:
+    """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0."""
+    run = TrainingRun(Path(cfg.out), cfg.threads, cfg.seed, log, cfg.checkpoint_minutes, cfg.max_minutes)
+    state = run.resumed
+    model = _model(cfg, state, tuple(sorted(grids)), log)
     if cfg.model.code_dim:  # after --init: the codec being trained for, not the initial one's
         if codebooks is None:
             raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
         model.set_codebooks(codebooks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)
-    step, best = 0, -math.inf
+    step, best = 0, NO_BEST
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = state["step"], state["best"]
         if state.get("best_criterion") != "validation_score/1":
-            best = -math.inf  # saved under an older criterion: not comparable
+            best = NO_BEST  # saved under an older criterion: not comparable
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {state_path} at step {step}")
+        log(f"resumed from {run.state_path} at step {step}")
     log(f"transformer: {count_parameters(model) / 1e6:.2f} M parameters, levels {list(cfg.model.levels)}, "
         f"{sum(len(v) for v in sampler.grids.values())} training grids")
-    started = last_ckpt = time.time()
-    logf = (out / "log.jsonl").open("a")
     if codebooks is not None:
-        rec = {"step": step, **neighbour_reference(val_grids, codebooks)}
-        logf.write(json.dumps(rec) + "\n")
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        run.record({"step": step, **neighbour_reference(val_grids, codebooks)}, flush=False)
     model.train()
-    running, count = 0.0, 0
-    while step < cfg.steps:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+
+    def train_step(lr: float) -> dict[str, float]:
         level, tokens, masks = sampler.batch(cfg.batch)
         offset = sampler.offset(cfg.model.max_side)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -278,35 +269,16 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        running += loss.item()
-        count += 1
-        if step % 50 == 0:
-            rec = {"step": step, "lr": lr, "minutes": (time.time() - started) / 60, "loss": running / count}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            running, count = 0.0, 0
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            rec = {"step": step, **validate(model, val_grids)}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            score = validation_score(rec)
-            if score > best:
-                best = score
-                save_transformer(model, out / "best.safetensors", {**(extra_info or {}), "crop": cfg.crop, **rec})
-        timeout = cfg.max_minutes > 0 and time.time() - started > cfg.max_minutes * 60
-        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == cfg.steps or timeout:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "best": best, "best_criterion": "validation_score/1",
-                        "sampler_rng": sampler.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()},
-                       out / "last.tmp")
-            (out / "last.tmp").replace(state_path)
-            last_ckpt = time.time()
-        if timeout:
-            log(f"stopping after {cfg.max_minutes} minutes at step {step}; run again to resume")
-            break
-    logf.close()
-    return out / "best.safetensors"
+        return {"loss": loss.item()}
+
+    def snapshot(step: int, best: float) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "best": best, "best_criterion": "validation_score/1",
+                "sampler_rng": sampler.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
+
+    return run.loop(optimizer, schedule(cfg), step, best, train_step,
+                    validate=lambda: validate(model, val_grids), score=validation_score,
+                    save_best=lambda rec: save_transformer(model, run.out / "best.safetensors",
+                                                           {**(extra_info or {}), "crop": cfg.crop, **rec}),
+                    snapshot=snapshot, val_every=cfg.val_every)

@@ -4,19 +4,17 @@ and iterative (MaskGIT) decoding."""
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from codec.tokens import LossyTokenGrid
+from codec.safe_weights import check_state, file_checksum, read_weights, save_weights
+from codec.tokens import LossyTokenGrid, nearest_codes
 
-from .base import RecoveryError, check_inputs, nearest_codes
+from .base import RecoveryError, check_inputs
 from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
@@ -27,51 +25,34 @@ def default_weights() -> Path:
     return Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else WEIGHTS
 
 
+FORMAT = "simnet-recovery-transformer/1"
+
+
 def save_transformer(model: MaskedTokenTransformer, path: Path, info: dict | None = None) -> None:
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": "simnet-recovery-transformer/1", "config": json.dumps(model.config.to_dict()),
-            "info": json.dumps(info or {})}
-    tmp = Path(path).with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_weights(model.state_dict(), path, FORMAT, model.config.to_dict(), info)
 
 
 def load_transformer(path: Path) -> tuple[MaskedTokenTransformer, dict, str]:
     """-> (model in eval mode, info, sha256 of the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecoveryError(f"{path}: no transformer weights (train them with `simnet train recovery`)")
+    state, config, info = read_weights(path, FORMAT, RecoveryError,
+                                       missing="no transformer weights (train them with `simnet train recovery`)")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-        if meta.get("format") != "simnet-recovery-transformer/1":
-            raise ValueError(f"metadata format {meta.get('format')!r}")
-        cfg = TransformerConfig.from_dict(json.loads(meta["config"]))
-    except Exception as e:  # safetensors, json and our own checks each raise their own type
-        raise RecoveryError(f"{path}: not simnet transformer weights ({e})") from None
+        cfg = TransformerConfig.from_dict(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise RecoveryError(f"{path}: bad transformer config in metadata ({e})") from None
     model = MaskedTokenTransformer(cfg)
-    expected = model.state_dict()
-    for key, ref in expected.items():
-        if key not in state or tuple(state[key].shape) != tuple(ref.shape):
-            raise RecoveryError(f"{path}: weight '{key}' is missing or has the wrong shape")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return model.eval(), json.loads(meta.get("info", "{}")), digest
+    check_state(model.state_dict(), state, str(path), RecoveryError)
+    model.load_state_dict(state)
+    return model.eval(), info, file_checksum(path)
 
 
 DECISIONS = ("argmax", "mmse")
-# One-shot: on BSDS500 val (12 images, K=1024, 20% and 40% of tokens lost) 2, 4 and 8 MaskGIT
-# steps gave the same PSNR as one step within 0.02 dB, at up to 8x the time (reports in
-# docs/models.md); iterative decoding stays available as transformer:STEPS.
+# One-shot: more MaskGIT steps measured no better, at up to 8x the time (docs/models.md);
+# iterative decoding stays available as transformer:STEPS.
 DEFAULT_STEPS = 1
-# The model attends within windows of its training crop (16 x 16 tokens), not across the whole grid,
-# which it never saw in training: on BSDS500 val (12 images, K=1024) +0.09 dB at 20% loss and
-# +0.17 dB at 40% over whole-grid attention (Kodak: +0.17 and +0.41 dB), at a sixth of the
-# attention cost for a 768x512 image. Iterative decoding keeps the windows in place: shifting them
-# by half a window every other step measured no better, at twice the windows on those steps.
+# The model attends within windows of its training crop (16 x 16 tokens), not across the whole
+# grid, which it never saw in training: better recovery at a fraction of the attention cost, and
+# windows held in place across iterative steps (both measured in docs/models.md).
 DEFAULT_WINDOW = 16
 
 

@@ -1,4 +1,5 @@
-"""simnet: the network model, scenarios, runner, CLI, reports and MQTT transport.
+"""simnet: the network model (`network`), the experiment that runs images through it
+(`experiment`), the command line (`cli`, `commands`) and the live MQTT transport (`mqtt`).
 
 Uses `codec` and `recovery`; neither of them uses simnet.
 """

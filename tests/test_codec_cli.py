@@ -46,7 +46,7 @@ def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
 @pytest.mark.parametrize("make_args, fragment", [
     (lambda t, w: ["encode", str(t / "nope.png"), str(t / "o.vqb")] + w, "no such file"),
     (lambda t, w: ["encode", str(t / "text.png"), str(t / "o.vqb")] + w, "not a readable image"),
-    (lambda t, w: ["encode", str(t / "in.png"), str(t / "o.vqb"), "-k", "100"] + w, "not an available level"),
+    (lambda t, w: ["encode", str(t / "in.png"), str(t / "o.vqb"), "-k", "100"] + w, "is not available"),
     (lambda t, w: ["decode", str(t / "text.png"), str(t / "o.png")] + w, "magic"),
     (lambda t, w: ["decode", str(t / "trunc.vqb"), str(t / "o.png")] + w, "CRC"),
     (lambda t, w: ["info", str(t / "nope.vqb")], "no such file"),

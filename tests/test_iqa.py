@@ -76,8 +76,8 @@ def test_iqa_fields_means_and_unavailable_metrics(tmp_path, capsys, monkeypatch,
 @pytest.mark.skipif(not HAVE_PYIQA, reason="pyiqa is not installed (it has its own environment: make iqa)")
 def test_pyiqa_agrees_with_our_metrics():
     from codec.images import builtin_images
-    from simnet.evaluate import quality
-    from simnet.metrics_backends import IQAMetrics
+    from codec.metrics import quality
+    from simnet.experiment.iqa import IQAMetrics
 
     photo = builtin_images()[0][1][:192, :256]  # MS-SSIM's five scales need 176 px or more
     rng = np.random.default_rng(0)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec.levels import build_levels, load_levels, nearest, save_levels, weighted_kmeans
+from codec.levels import build_levels, load_levels, save_levels, weighted_kmeans
+from codec.tokens import nearest_codes
 from codec.metrics import ms_ssim, psnr, ssim
 
 
@@ -10,7 +11,7 @@ def test_nearest_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     pts, cb = torch.randn(500, 8, generator=g), torch.randn(30, 8, generator=g)
     brute = torch.cdist(pts, cb).argmin(1)
-    assert torch.equal(nearest(pts, cb, chunk=64), brute)
+    assert torch.equal(nearest_codes(pts, cb, chunk=64), brute)
 
 
 def test_weighted_kmeans_finds_separated_clusters():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from simnet.loss_models import (Bernoulli, FourState, GilbertElliott, LossModelError, Trace,
+from simnet.network.loss_models import (Bernoulli, FourState, GilbertElliott, LossModelError, Trace,
                                 parse_trace)
-from simnet.simulate import burst_histogram
+from simnet.network.channel import burst_histogram
 
 N = 100_000
 

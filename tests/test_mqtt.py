@@ -19,7 +19,7 @@ from simnet.mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
 from simnet.mqtt.sender import LiveChannel, send_stream
 from simnet.mqtt.transport import (ConnectionOptions, MAX_PAYLOAD, MqttError, Mosquitto, free_port,
                                    mosquitto_binary, parse_broker, unwrap, wrap)
-from simnet.scenario import ChannelConfig
+from simnet.network.config import ChannelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")

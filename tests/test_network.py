@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import simpy
 
-from simnet.loss_models import Bernoulli
-from simnet.network import FrameSource, Link, Port, Receiver, SimPacket
-from simnet.scenario import ChannelConfig
-from simnet.simulate import simulate_channel
+from simnet.network.loss_models import Bernoulli
+from simnet.network.elements import FrameSource, Link, Port, Receiver, SimPacket
+from simnet.network.config import ChannelConfig
+from simnet.network.channel import simulate_channel
 
 
 class Sink:

@@ -304,7 +304,7 @@ def test_shipped_transformer_matches_the_shipped_codec():
     from codec.images import builtin_images
     from codec.zoo import load_codec
     from recovery.transformer_recovery import WEIGHTS
-    from simnet.runner import fit_frame
+    from simnet.experiment.frames import fit_frame
 
     if not WEIGHTS.exists():
         pytest.skip(f"{WEIGHTS} not shipped in this checkout")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from simnet.cli import main
-from simnet.scenario import ScenarioError, load_scenario
+from simnet.experiment.scenario import ScenarioError, load_scenario
 from simnet.units import parse_rate, parse_size, parse_time
 
 HERE = Path(__file__).parent

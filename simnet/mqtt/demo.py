@@ -7,19 +7,18 @@ from pathlib import Path
 
 from recovery import get_method
 
-from ..mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
-from ..mqtt.sender import LiveChannel, send_stream
-from ..mqtt.transport import ConnectionOptions, EmbeddedBroker
-from ..runner import image_frames
-from ..scenario import load_scenario
+from ..experiment.frames import image_frames
+from ..experiment.scenario import load_scenario
+from ..network.config import ChannelConfig
+from .receiver import StreamReceiver, receive_stream, serve_live_view
+from .sender import LiveChannel, send_stream
+from .transport import ConnectionOptions, EmbeddedBroker
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def demo_channel(loss: float, seed: int = 0) -> LiveChannel:
     """lossy20's channel (Gilbert-Elliott bursts of 3, 30 ms +- 5 ms) at the asked loss rate."""
-    from ..scenario import ChannelConfig
-
     path = SCENARIOS / "lossy20.yaml"
     channel = load_scenario(path).channel if path.exists() else ChannelConfig.model_validate(
         {"loss": {"model": "gilbert_elliott", "rate": 0.2, "burst": 3},

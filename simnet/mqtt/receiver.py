@@ -18,6 +18,7 @@ from PIL import Image
 from codec.packets import Depacketizer, PacketError, parse_packet
 from codec.tokens import TokenGrid
 
+from ..experiment.frames import lost_token_overlay
 from .transport import ConnectionOptions, MqttError, feedback_topic, packets_topic, unwrap, with_reconnect
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>simnet live: {stream}</title>
@@ -81,15 +82,6 @@ class LiveState:
             return self._png[which]
 
 
-def lost_token_overlay(rgb: np.ndarray, missing: np.ndarray, factor: int = 16) -> np.ndarray:
-    """The frame with every lost token's 16x16 block tinted red."""
-    h, w = rgb.shape[:2]
-    up = np.kron(missing, np.ones((factor, factor), dtype=bool))[:h, :w]
-    out = rgb.copy()
-    out[up] = (out[up] * 0.4 + np.array([255, 0, 0]) * 0.6).astype(np.uint8)
-    return out
-
-
 def _png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
@@ -133,7 +125,7 @@ class StreamReceiver:
     def __init__(self, codec, recovery, deadline: float, stream: str = "demo",
                  save_dir: Path | None = None, max_backlog: int = 2):
         self.codec, self.recovery, self.deadline = codec, recovery, deadline
-        self.depack = Depacketizer(codec.prior_for_level)
+        self.depack = Depacketizer(codec.prior)
         self.slots: dict[int, FrameSlot] = {}
         self.closed: set[int] = set()
         self.save_dir = save_dir
@@ -163,7 +155,7 @@ class StreamReceiver:
         if packet.frame in self.closed:
             self.stats["packets_late"] += 1
             return "late"
-        status = self.depack.add(data)
+        status = self.depack.add_packet(packet)
         if status == "duplicate":
             self.stats["duplicates"] += 1
             return status

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import aiomqtt
 import numpy as np
 
-from ..network import sample_delay
-from ..scenario import ChannelConfig
-from ..simulate import element_seed, make_loss_model
+from ..network.config import ChannelConfig
+from ..network.elements import sample_delay
+from ..network.loss_models import make_loss_model
+from ..seeds import element_seed
 from .transport import (ConnectionOptions, MqttError, feedback_topic, packets_topic, unwrap,
                         with_reconnect, wrap)
 

@@ -1,4 +1,5 @@
-"""Optional image-quality metrics from pyiqa, beside the project's own PSNR and MS-SSIM.
+"""Optional image-quality metrics from pyiqa, beside the project's own PSNR and MS-SSIM: a callable
+that `codec.metrics.quality` takes as its `extra`.
 
 pyiqa needs torchvision, which has no CPU build for the pinned torch, so it lives in its own
 environment (`make iqa`, docs/metrics.md). Offline its handcrafted metrics run (psnr, ssim,
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from codec.metrics import unit_tensor
 
 # pyiqa's psnr and ms_ssim would overwrite the project's own fields of the same name
 _RENAMED = {"psnr": "pyiqa_psnr", "ms_ssim": "pyiqa_ms_ssim"}
@@ -66,8 +69,7 @@ class IQAMetrics:
 
     @torch.no_grad()
     def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> dict:
-        ref = torch.from_numpy(np.array(reference, copy=True)).permute(2, 0, 1)[None].float() / 255
-        dist = torch.from_numpy(np.array(decoded, copy=True)).permute(2, 0, 1)[None].float() / 255
+        ref, dist = unit_tensor(reference), unit_tensor(decoded)
         out = {}
         for name, metric in self.metrics.items():
             full_reference = getattr(metric, "metric_mode", "FR") == "FR"

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .narrative import describe_scenario, headline  # noqa: E402
 from .results import read_results  # noqa: E402
 
 METHOD_COLOURS = {"transformer": "tab:green", "neighbour": "tab:blue", "none": "tab:red",
@@ -39,46 +40,95 @@ def _mean(values):
     return float(np.mean(values)) if values else float("nan")
 
 
+def _text_lines(fig, lines, y, size=9, width=130, family=None) -> float:
+    """Write `lines` wrapped at `width` characters from height `y` down; returns where it ended."""
+    import textwrap
+
+    for line in lines:
+        for chunk in textwrap.wrap(line, width) or [""]:
+            fig.text(0.05, y, chunk, fontsize=size, family=family)
+            y -= 0.022 * size / 9
+        y -= 0.008
+    return y
+
+
+def _scenario_configs(meta: dict) -> dict[str, dict]:
+    """{scenario name: its configuration}: one for `simnet run`, each of a sweep's."""
+    if meta.get("scenario_configs"):
+        return meta["scenario_configs"]
+    scen = meta.get("scenario", {})
+    return {scen["name"]: scen} if "source" in scen else {}
+
+
 def _title_page(pdf, doc, path):
+    """The scenario in words, the result in a sentence, and the mean quality per method and rate."""
     meta = doc["meta"]
     fig = plt.figure(figsize=PAGE)
-    fig.text(0.05, 0.93, f"simnet report: {meta.get('scenario', {}).get('name', path.stem)}",
-             fontsize=20, weight="bold")
     scen = meta.get("scenario", {})
-    lines = [scen.get("description", "")] if scen.get("description") else []
-    lines += [f"command: {meta.get('command', '')}", f"seed: {meta.get('seed')}"]
-    for k, v in sorted(meta.get("model_checksums", {}).items()):
-        lines.append(f"model checksum ({k}): {v}")
-    vers = meta.get("versions", {})
-    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(vers.items()) if k != "platform"))
+    fig.text(0.05, 0.93, f"simnet report: {scen.get('name', path.stem)}", fontsize=20, weight="bold")
+    lines = [scen["description"]] if scen.get("description") else []
+    configs = _scenario_configs(meta)
+    for name, config in configs.items():
+        if len(configs) > 1:
+            lines.append(f"{name}: {config.get('description', '')}")
+        lines += describe_scenario(config) if len(configs) == 1 else []
+    if not configs and meta.get("images"):
+        lines.append(f"Images: {meta['images']}, codebook level K = {meta.get('codebook')}.")
     info = doc.get("run_info", {})
-    if info:
-        lines.append(f"frames: {info.get('frames')} of {info.get('frame_size')} px, "
+    if info.get("frames"):
+        lines.append(f"On the wire: {info['frames']} frames of {info.get('frame_size')} px, "
                      f"{info.get('packets_per_frame', 0):.1f} packets per frame, "
-                     f"{info.get('packet_overhead_bits')} bits of header per packet")
-    for key in ("source", "codec", "packets", "channel", "receiver", "sweep"):
-        if key in scen:
-            lines.append(f"{key}: {scen[key]}")
-    y = 0.87
-    for line in lines:
-        for chunk in [line[i:i + 150] for i in range(0, len(line), 150)] or [""]:
-            fig.text(0.05, y, chunk, fontsize=8, family="monospace")
-            y -= 0.025
-    # the headline table: mean quality per method and target loss rate
-    rows = [r for r in doc.get("summary", []) if r.get("method") != "lossless"]
-    ceiling = [r for r in doc.get("summary", []) if r.get("method") == "lossless"]
-    table = [["method", "loss target", "packet loss", "token loss", "PSNR dB", "MS-SSIM", "token acc."]]
+                     f"{info.get('packet_overhead_bits')} bits of header per packet.")
+    y = _text_lines(fig, lines, 0.87)
+    summary = doc.get("summary", [])
+    results = [headline(summary, name, config) for name, config in configs.items()] or [headline(summary)]
+    if len(configs) > 1:
+        results = [f"{name}: {text}" for name, text in zip(configs, results)]
+    fig.text(0.05, y, "Result", fontsize=11, weight="bold")
+    y = _text_lines(fig, results[:6], y - 0.03, size=10)
+    _summary_table(fig, summary, y)
+    fig.text(0.05, 0.01, "Command, seed, versions, model checksums and the full configuration: last page.",
+             fontsize=7, style="italic")
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _summary_table(fig, summary, top):
+    """Mean quality per method and target loss rate, the lossless ceiling first."""
+    rows = [r for r in summary if r.get("method") != "lossless"]
+    ceiling = [r for r in summary if r.get("method") == "lossless"]
+    several = len({r.get("scenario") for r in summary}) > 1
+    table = [(["scenario"] if several else []) + ["method", "loss target", "packet loss", "token loss",
+                                                  "PSNR dB", "MS-SSIM", "token acc."]]
     for r in ceiling + sorted(rows, key=lambda r: (r["loss_rate_target"], r["method"])):
-        table.append([r["method"], f"{r['loss_rate_target']:.2f}", f"{r.get('loss_rate_packets', 0):.3f}",
-                      f"{r.get('loss_rate_tokens', 0):.3f}", f"{r.get('psnr', float('nan')):.2f}",
-                      f"{r.get('ms_ssim', float('nan')):.4f}",
-                      "-" if r.get("token_accuracy") is None else f"{r['token_accuracy']:.3f}"])
+        table.append(([r["scenario"]] if several else []) + [
+            r["method"], f"{r['loss_rate_target']:.2f}", f"{r.get('loss_rate_packets') or 0:.3f}",
+            f"{r.get('loss_rate_tokens') or 0:.3f}", f"{r.get('psnr', float('nan')):.2f}",
+            f"{r.get('ms_ssim', float('nan')):.4f}",
+            "-" if r.get("token_accuracy") is None else f"{r['token_accuracy']:.3f}"])
     if len(table) > 1:
-        ax = fig.add_axes([0.05, 0.03, 0.9, max(0.1, min(0.5, y - 0.06))])
+        ax = fig.add_axes([0.05, 0.04, 0.9, max(0.1, min(0.5, top - 0.08))])
         ax.axis("off")
         t = ax.table(cellText=table[1:40], colLabels=table[0], loc="upper left", cellLoc="right")
         t.auto_set_font_size(False)
         t.set_fontsize(7)
+
+
+def _appendix_page(pdf, doc):
+    """What reproduces the figures: command, seed, versions, checksums, the raw configuration."""
+    meta = doc["meta"]
+    fig = plt.figure(figsize=PAGE)
+    fig.text(0.05, 0.95, "Appendix: reproducing this report", fontsize=14, weight="bold")
+    lines = [f"command: {meta.get('command', '')}", f"seed: {meta.get('seed')}"]
+    lines += [f"model checksum ({k}): {v}" for k, v in sorted(meta.get("model_checksums", {}).items())]
+    vers = meta.get("versions", {})
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(vers.items()) if k != "platform"))
+    lines += [f"{k}: {meta[k]}" for k in ("torch_threads", "precision", "device", "cpu_capability") if k in meta]
+    for name, config in _scenario_configs(meta).items():
+        lines.append(f"[{name}]")
+        lines += [f"{key}: {config[key]}" for key in ("source", "codec", "packets", "channel", "receiver",
+                                                      "sweep") if key in config]
+    _text_lines(fig, lines, 0.9, size=7, width=170, family="monospace")
     pdf.savefig(fig)
     plt.close(fig)
 
@@ -250,4 +300,5 @@ def render_report(json_path: Path, pdf_path: Path | None = None) -> Path:
         _loss_page(pdf, records, runs)
         _rate_latency_page(pdf, records, runs, doc.get("run_info", {}))
         _grid_pages(pdf, doc, json_path)
+        _appendix_page(pdf, doc)
     return pdf_path

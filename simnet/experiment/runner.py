@@ -9,65 +9,24 @@ every recovery method.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from codec.images import builtin_images, list_images, load_rgb, save_rgb
+from codec.images import save_rgb
+from codec.metrics import quality
 from codec.packets import Depacketizer, OVERHEAD_BYTES
 from codec.tokens import TokenGrid
 
-from .evaluate import quality
-from .results import ResultsWriter, make_meta
-from .scenario import Scenario, ScenarioError
-from .simulate import ChannelOutcome, element_seed, simulate_channel
+from ..network.channel import ChannelOutcome, simulate_channel
+from ..seeds import element_seed
+from .frames import load_frames, lost_token_overlay
+from .results import ResultsWriter
+from .scenario import Scenario
+from .setup import Setup
 
 EXAMPLE_FRAMES = 2  # frames whose decodes are saved as images for the report's grids
-
-
-def fit_frame(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize to cover (height, width), then centre-crop: every frame gets the same size."""
-    if size is None:
-        return rgb
-    th, tw = size
-    h, w = rgb.shape[:2]
-    scale = max(th / h, tw / w)
-    if abs(scale - 1) > 1e-9:
-        rgb = np.asarray(Image.fromarray(rgb).resize((max(tw, round(w * scale)), max(th, round(h * scale))),
-                                                     Image.LANCZOS))
-    h, w = rgb.shape[:2]
-    y, x = (h - th) // 2, (w - tw) // 2
-    return np.ascontiguousarray(rgb[y:y + th, x:x + tw])
-
-
-def load_frames(scenario: Scenario) -> list[tuple[str, np.ndarray]]:
-    src = scenario.source
-    if src.video:
-        try:
-            import imageio.v3 as iio
-        except ImportError:
-            raise ScenarioError(f"{scenario.path}: source.video: reading video needs "
-                                f"`pip install imageio[ffmpeg]`") from None
-        frames = []
-        for i, frame in enumerate(iio.imiter(scenario.resolve(src.video))):
-            if i >= src.count:
-                break
-            frames.append((f"frame{i:05d}", fit_frame(np.asarray(frame)[..., :3], src.size)))
-        if not frames:
-            raise ScenarioError(f"{scenario.path}: source.video: no frames")
-        return frames
-    folder = None if src.images == "builtin" else scenario.resolve(src.images)
-    return image_frames(folder, src.size, src.count)
-
-
-def image_frames(folder: Path | None, size: tuple[int, int] | None, count: int) -> list[tuple[str, np.ndarray]]:
-    """`count` frames cycling through the images of `folder` (None: the builtin samples), each
-    image fitted to `size` once; repeated frames share one array (the runner relies on that)."""
-    pool = builtin_images() if folder is None else [(p.name, load_rgb(p)) for p in list_images(folder)]
-    fitted = [(name, fit_frame(rgb, size)) for name, rgb in pool[:count]]
-    return [fitted[i % len(fitted)] for i in range(count)]
 
 
 @dataclass
@@ -93,7 +52,7 @@ class RunTimings:
         return {k: round(v, 3) for k, v in vars(self).items()}
 
 
-def encode_frames(codec, scenario: Scenario, frames, timings: RunTimings, progress=None):
+def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTimings, progress=None):
     """Encode, packetize and decode every frame. A frame that repeats an earlier image (sources
     cycle through their images) shares its grid and decode: the long runs' memory then grows
     only with the packets' bytes, not with decoded pixels."""
@@ -104,7 +63,7 @@ def encode_frames(codec, scenario: Scenario, frames, timings: RunTimings, progre
         key = id(rgb)
         t0 = time.perf_counter()
         if key not in by_image:
-            grid = codec.encode(rgb, scenario.codec.codebook)
+            grid = codec.encode(rgb, level)
             timings.encode_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             lossless = codec.decode(grid)
@@ -129,27 +88,16 @@ def latency_percentiles(values: list[float]) -> tuple[float | None, float | None
     return float(p50), float(p95)
 
 
-def mask_image(grid: TokenGrid, missing: np.ndarray, lossless: np.ndarray) -> np.ndarray:
-    """The lossless decode with lost token blocks shown in red (for the report's grids)."""
-    h, w = lossless.shape[:2]
-    up = np.kron(missing, np.ones((16, 16), dtype=bool))[:h, :w]
-    out = (lossless.astype(np.float32) * 0.35).astype(np.uint8)
-    out[~up] = lossless[~up]
-    out[up] = (out[up] * 0.5 + np.array([255, 0, 0]) * 0.5).astype(np.uint8)
-    return out
-
-
-def run_scenario(scenario: Scenario, codec, recoveries: dict, writer: ResultsWriter,
-                 image_dir: Path | None, seed: int, progress=None,
-                 points: list[tuple[float, int]] | None = None, include_lossless: bool = True) -> dict:
+def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_dir: Path | None,
+                 seed: int, progress=None, points: list[tuple[float, int]] | None = None,
+                 include_lossless: bool = True) -> dict:
     """Runs the sweep (or only the (loss rate, seed index) `points` of it); returns run-level
     statistics and timings."""
     timings = RunTimings()
     frames = load_frames(scenario)
-    encoded = encode_frames(codec, scenario, frames, timings,
+    level = setup.level
+    encoded = encode_frames(setup.codec, level, scenario, frames, timings,
                             (lambda i, n: progress("encode", i, n)) if progress else None)
-    level = scenario.codec.codebook
-    codebook = codec.codebook(level)
     rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
     base = {"scenario": scenario.name, "codebook": level}
     if image_dir is not None:
@@ -178,8 +126,8 @@ def run_scenario(scenario: Scenario, codec, recoveries: dict, writer: ResultsWri
         timings.simulate_s += time.perf_counter() - t0
         stats = outcome.summary()
         runs.append({"loss_rate_target": rate, "seed": seed + s, **stats})
-        _score_frames(codec, encoded, outcome, recoveries, codebook, base, rate, seed + s,
-                      writer, timings, image_dir if s == 0 else None)
+        _score_frames(setup, encoded, outcome, base, rate, seed + s, writer, timings,
+                      image_dir if s == 0 else None)
         done += 1
         if progress:
             progress("simulate", done, total)
@@ -189,9 +137,11 @@ def run_scenario(scenario: Scenario, codec, recoveries: dict, writer: ResultsWri
             "packet_overhead_bits": OVERHEAD_BYTES * 8}
 
 
-def _score_frames(codec, encoded, outcome: ChannelOutcome, recoveries, codebook, base, rate, seed,
-                  writer, timings: RunTimings, image_dir):
-    depack = Depacketizer(codec.prior_for_level)
+def _score_frames(setup: Setup, encoded: list[EncodedFrame], outcome: ChannelOutcome, base: dict,
+                  rate: float, seed: int, writer, timings: RunTimings, image_dir: Path | None):
+    """Assemble what arrived of each frame, recover, decode and score it with every method."""
+    codec, codebook = setup.codec, setup.codec.codebook(setup.level)
+    depack = Depacketizer(codec.prior)
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
         for data in fo.on_time:
             depack.add(data)
@@ -207,8 +157,8 @@ def _score_frames(codec, encoded, outcome: ChannelOutcome, recoveries, codebook,
                   "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i}
         lost = lossy.missing
         if image_dir is not None and i < EXAMPLE_FRAMES:
-            save_rgb(mask_image(f.grid, lost, f.lossless), image_dir / f"f{i}-r{rate:g}-mask.png")
-        for name, method in recoveries.items():
+            save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png")
+        for name, method in setup.recoveries.items():
             if not lost.any():
                 decoded, q, acc = f.lossless, f.lossless_quality, None
             else:

@@ -10,6 +10,9 @@ packet, in sending order.
   reception, 2 good reception within a burst, 3 burst loss, 4 isolated loss.
 - Trace: a recorded loss pattern, either one 0/1 per packet (1 = lost, cycled when exhausted)
   or loss intervals in milliseconds of sending time.
+
+`make_loss_model` builds the model a channel configuration names; the simulator and the live
+MQTT channel both use it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,21 @@ class Bernoulli:
         return 1 / (1 - self.rate) if self.rate < 1 else float("inf")
 
 
+def gilbert_elliott_p(rate: float, burst: float) -> float:
+    """P(good->bad) of the simple Gilbert channel with mean loss `rate` and mean burst length
+    `burst` (r = 1/burst), or LossModelError where no such channel exists."""
+    rate = _probability("loss rate", rate)
+    if burst < 1:
+        raise LossModelError(f"mean burst length {burst} is below 1 packet")
+    if rate >= 1:
+        raise LossModelError("loss rate 1 cannot have a finite burst length")
+    p = rate / (burst * (1 - rate))
+    if p > 1:
+        raise LossModelError(f"loss rate {rate} with burst {burst} is impossible (needs p = {p:.3f} > 1); "
+                             f"lower the rate or lengthen the bursts")
+    return p
+
+
 class GilbertElliott:
     def __init__(self, p: float, r: float, one_minus_h: float = 1.0, one_minus_k: float = 0.0,
                  seed: int = 0):
@@ -62,17 +80,7 @@ class GilbertElliott:
 
     @classmethod
     def from_rate_and_burst(cls, rate: float, burst: float, seed: int = 0) -> "GilbertElliott":
-        rate = _probability("loss rate", rate)
-        if burst < 1:
-            raise LossModelError(f"mean burst length {burst} is below 1 packet")
-        if rate >= 1:
-            raise LossModelError("loss rate 1 cannot have a finite burst length")
-        r = 1.0 / burst
-        p = rate / (burst * (1 - rate))
-        if p > 1:
-            raise LossModelError(f"loss rate {rate} with burst {burst} needs p = {p:.3f} > 1; "
-                                 f"lower the rate or lengthen the bursts")
-        return cls(p, r, 1.0, 0.0, seed=seed)
+        return cls(gilbert_elliott_p(rate, burst), 1.0 / burst, 1.0, 0.0, seed=seed)
 
     def drop(self, t: float | None = None) -> bool:
         lost = self.rng.random() < (self.loss_bad if self.bad else self.loss_good)
@@ -188,3 +196,24 @@ def parse_trace(path: Path):
     if starts:
         return None, (starts, ends)
     raise LossModelError(f"{path}: trace holds no data")
+
+
+def make_loss_model(cfg, rate: float | None, seed: int, base_dir=None):
+    """The loss model a `LossConfig` names (None: no loss), with `rate` (a sweep's point)
+    replacing the configured rate; a trace file is relative to `base_dir`."""
+    rate = cfg.rate if rate is None else rate
+    if cfg.model == "none" or (cfg.model in ("bernoulli", "gilbert_elliott") and rate == 0
+                               and cfg.p is None):
+        return None
+    if cfg.model == "bernoulli":
+        return Bernoulli(rate, seed)
+    if cfg.model == "gilbert_elliott":
+        if rate is not None and cfg.burst is not None:
+            return GilbertElliott.from_rate_and_burst(rate, cfg.burst, seed)
+        return GilbertElliott(cfg.p, cfg.r, cfg.one_minus_h, cfg.one_minus_k, seed)
+    if cfg.model == "four_state":
+        return FourState(cfg.p13, cfg.p31, cfg.p32, cfg.p23, cfg.p14, seed)
+    if cfg.model == "trace":
+        path = Path(cfg.file) if base_dir is None else Path(base_dir) / cfg.file
+        return Trace(path, offset=seed % 997)
+    raise ValueError(f"unknown loss model {cfg.model}")

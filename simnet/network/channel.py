@@ -1,43 +1,17 @@
-"""One pass of a stream's packets through a scenario's channel: the wiring and its statistics."""
+"""One pass of a stream's packets through a configured channel: the wiring of the network
+elements, and the statistics of what arrived."""
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
-from . import loss_models
-from .network import FrameSource, Link, PoissonSource, Port, Receiver
-from .scenario import ChannelConfig, LossConfig, Scenario
-
-
-def element_seed(*parts) -> int:
-    """A stable 32-bit seed for one random element of one run."""
-    return zlib.crc32(repr(parts).encode())
-
-
-def make_loss_model(cfg: LossConfig, rate: float | None, seed: int, base_dir=None):
-    """The channel's loss model, with the sweep's `rate` replacing the configured one."""
-    rate = cfg.rate if rate is None else rate
-    if cfg.model == "none" or (cfg.model in ("bernoulli", "gilbert_elliott") and rate == 0
-                               and cfg.p is None):
-        return None
-    if cfg.model == "bernoulli":
-        return loss_models.Bernoulli(rate, seed)
-    if cfg.model == "gilbert_elliott":
-        if rate is not None and cfg.burst is not None:
-            return loss_models.GilbertElliott.from_rate_and_burst(rate, cfg.burst, seed)
-        return loss_models.GilbertElliott(cfg.p, cfg.r, cfg.one_minus_h, cfg.one_minus_k, seed)
-    if cfg.model == "four_state":
-        return loss_models.FourState(cfg.p13, cfg.p31, cfg.p32, cfg.p23, cfg.p14, seed)
-    if cfg.model == "trace":
-        from pathlib import Path
-
-        path = Path(cfg.file) if base_dir is None else Path(base_dir) / cfg.file
-        return loss_models.Trace(path, offset=seed % 997)
-    raise ValueError(f"unknown loss model {cfg.model}")
+from ..seeds import element_seed
+from .config import ChannelConfig
+from .elements import FrameSource, Link, PoissonSource, Port, Receiver
+from .loss_models import make_loss_model
 
 
 @dataclass
@@ -97,6 +71,8 @@ def burst_histogram(lost_flags: np.ndarray) -> dict[int, int]:
 def simulate_channel(channel: ChannelConfig, frames: list[list[bytes]], fps: float,
                      deadline: float, loss_rate: float | None, seed: int, base_dir=None
                      ) -> ChannelOutcome:
+    """Send each frame's packets (frame i at i / fps) through the channel; `loss_rate` replaces
+    the configured one (a sweep's point), `base_dir` is where a loss trace's path starts."""
     env = simpy.Environment()
     duration = len(frames) / fps
     loss = make_loss_model(channel.loss, loss_rate, element_seed(seed, "loss"), base_dir)

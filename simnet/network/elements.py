@@ -1,5 +1,5 @@
 """Network elements in the style of ns.py and SimPy: small classes with `put(packet)` and an `out`
-attribute, wired together by the scenario; processes are generator functions.
+attribute, wired together by `channel.simulate_channel`; processes are generator functions.
 
     FrameSource -> Port (bandwidth, tail-drop queue) -> Link (delay, jitter, loss, duplication,
     bit errors) -> Receiver (playout deadline)
@@ -11,7 +11,7 @@ another's: the same scenario and seed give the same results, bit for bit.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import simpy

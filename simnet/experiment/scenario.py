@@ -7,26 +7,17 @@ error is one line naming the file, the line and the key: `lossy20.yaml:12: chann
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
-from .units import parse_rate, parse_size, parse_time
-
-Seconds = Annotated[float, BeforeValidator(lambda v: parse_time(v)), Field(ge=0)]
-BitsPerSecond = Annotated[float, BeforeValidator(lambda v: parse_rate(v)), Field(gt=0)]
-Bytes = Annotated[float, BeforeValidator(lambda v: parse_size(v)), Field(gt=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
+from ..network.config import Bytes, ChannelConfig, Probability, Seconds, Strict
+from ..network.loss_models import LossModelError, gilbert_elliott_p, parse_trace
 
 
 class ScenarioError(ValueError):
     """One line: file:line: key: problem."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceConfig(Strict):
@@ -45,7 +36,8 @@ class SourceConfig(Strict):
 
 
 class CodecConfig(Strict):
-    codebook: int = 1024
+    # the codebook level K; `codebook:` is the key's older name, still read
+    level: int = Field(1024, validation_alias=AliasChoices("level", "codebook"))
     precision: Literal["bf16", "fp32"] = "bf16"
     weights: str | None = None  # folder with tokenizer/levels weights; default: shipped
 
@@ -55,71 +47,6 @@ class PacketsConfig(Strict):
     max_tokens: int | None = Field(None, ge=1, le=65535)
     interleave: Literal["none", "random"] = "random"
     seed: int = Field(1, ge=0, lt=2**32)
-
-
-class DelayConfig(Strict):
-    base: Seconds = 0.030
-    jitter: Seconds = 0.0
-    distribution: Literal["normal", "uniform", "exponential", "pareto"] = "normal"
-    reorder: bool = False
-
-
-class QueueConfig(Strict):
-    packets: int | None = Field(None, ge=1)
-    bytes: Bytes | None = None
-
-
-class LossConfig(Strict):
-    model: Literal["none", "bernoulli", "gilbert_elliott", "four_state", "trace"] = "none"
-    rate: Probability | None = None
-    burst: float | None = Field(None, ge=1)
-    p: Probability | None = None
-    r: Probability | None = None
-    one_minus_h: Probability = 1.0
-    one_minus_k: Probability = 0.0
-    p13: Probability | None = None
-    p31: Probability | None = None
-    p32: Probability = 0.0
-    p23: Probability = 1.0
-    p14: Probability = 0.0
-    file: str | None = None
-
-    @model_validator(mode="after")
-    def _parameters(self):
-        m = self.model
-        if m == "bernoulli" and self.rate is None:
-            raise ValueError("bernoulli needs 'rate'")
-        if m == "gilbert_elliott":
-            if self.rate is not None:
-                if self.burst is None:
-                    raise ValueError("gilbert_elliott with 'rate' needs 'burst' (mean burst length)")
-                if self.rate >= 1:
-                    raise ValueError("gilbert_elliott 'rate' must be below 1")
-                if self.rate / (self.burst * (1 - self.rate)) > 1:
-                    raise ValueError(f"rate {self.rate} with burst {self.burst} is impossible "
-                                     f"(needs p > 1); lengthen the bursts")
-            elif self.p is None or self.r is None:
-                raise ValueError("gilbert_elliott needs 'rate' and 'burst', or 'p' and 'r'")
-        if m == "four_state" and (self.p13 is None or self.p31 is None):
-            raise ValueError("four_state needs at least 'p13' and 'p31'")
-        if m == "trace" and not self.file:
-            raise ValueError("trace needs 'file'")
-        return self
-
-
-class CrossTrafficConfig(Strict):
-    rate: BitsPerSecond
-    packet: Bytes = 1200.0
-
-
-class ChannelConfig(Strict):
-    bandwidth: BitsPerSecond = 20e6
-    delay: DelayConfig = DelayConfig()
-    queue: QueueConfig = QueueConfig(packets=200)
-    loss: LossConfig = LossConfig()
-    duplicate: Probability = 0.0
-    bit_error_rate: Probability = 0.0
-    cross_traffic: CrossTrafficConfig | None = None
 
 
 class ReceiverConfig(Strict):
@@ -168,8 +95,10 @@ class Scenario(Strict):
             if burst is None:
                 raise ValueError("sweeping a gilbert_elliott loss rate needs channel.loss.burst")
             for rate in self.sweep.loss_rate:
-                if rate >= 1 or rate / (burst * (1 - rate)) > 1:
-                    raise ValueError(f"sweep.loss_rate {rate} is impossible with burst {burst}")
+                try:
+                    gilbert_elliott_p(rate, burst)
+                except LossModelError as e:
+                    raise ValueError(f"sweep.loss_rate: {e}") from None
         return self
 
     def resolve(self, relative: str | None) -> Path | None:
@@ -254,8 +183,6 @@ def load_scenario(path: Path) -> Scenario:
             raise ScenarioError(f"{path}{':' + str(line) if line else ''}: source.images: "
                                 f"not 'builtin' nor a folder: {folder}")
     if scenario.channel.loss.model == "trace":
-        from .loss_models import LossModelError, parse_trace
-
         try:
             parse_trace(scenario.resolve(scenario.channel.loss.file))
         except LossModelError as e:

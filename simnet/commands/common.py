@@ -1,0 +1,93 @@
+"""What the commands share: the consoles, the options that recur, argument parsers whose errors
+are one line, and the summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UserError
+
+console = Console(stderr=True)  # progress and notes
+out_console = Console()  # results
+
+weights_option = click.option("--weights", type=Path, default=None,
+                              help="Folder with tokenizer.safetensors and levels.safetensors "
+                                   "(default: the shipped weights).")
+level_option = click.option("--codebook", "--level", "-k", "level", type=int, default=1024, show_default=True,
+                            help="Codebook level K.")
+
+
+def load_codec_at(weights: Path | None, level: int | None = None):
+    """The codec from `weights` (None: shipped), with `level` (the --codebook option) checked."""
+    from codec.zoo import load_codec
+
+    from ..experiment.setup import check_level
+
+    codec = load_codec(weights)
+    if level is not None:
+        check_level(level, codec.level_sizes, "--codebook")
+    return codec
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a file") from None
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """Comma-separated numbers in [0, 1]."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise UserError(f"{what}: every value must lie in [0, 1], got {text!r}")
+    return values
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """HEIGHTxWIDTH -> (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 256x384") from None
+    if not (16 <= h <= 4096 and 16 <= w <= 4096):
+        raise UserError(f"--size {text!r}: each side must be 16..4096")
+    return h, w
+
+
+def recovery_spec(ctx, param, value):
+    """click callback: a recovery method spec, checked before any model loads."""
+    from recovery import RecoveryError, parse_method
+
+    try:
+        parse_method(value)
+    except RecoveryError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
+def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> None:
+    """Mean figures per (scenario, method, level, loss rate) as a table on standard output."""
+    several = len({row["scenario"] for row in summary}) > 1
+    table = Table(title="mean over images")
+    columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",
+                                                    "PSNR dB", "MS-SSIM", "token acc.") + extra_fields
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in summary:
+        acc = row.get("token_accuracy")
+        cells = [row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
+                 f"{row.get('loss_rate_packets', 0):.3f}", f"{row['bpp_wire']:.4f}",
+                 f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}", "-" if acc is None else f"{acc:.3f}"]
+        cells += [f"{row[f]:.4g}" if f in row else "-" for f in extra_fields]
+        table.add_row(*([row["scenario"]] if several else []), *cells)
+    out_console.print(table)

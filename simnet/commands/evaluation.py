@@ -1,0 +1,104 @@
+"""`simnet eval`: codec and recovery quality on a folder of images, per image and mean."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from .common import console, level_option, out_console, parse_floats, print_summary, weights_option
+
+
+def _methods(text: str) -> list[str]:
+    from recovery import RecoveryError, parse_method
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    for m in methods:
+        try:
+            parse_method(m)
+        except RecoveryError as e:
+            raise UserError(f"--methods: {e}") from None
+    return methods
+
+
+def _iqa_metrics(names: str | None):
+    """pyiqa's metrics by name, or None; those that cannot run here are named and left out."""
+    if not names:
+        return None
+    from ..experiment.iqa import IQAMetrics, MetricsUnavailable
+
+    try:
+        metrics = IQAMetrics([m.strip() for m in names.split(",") if m.strip()])
+    except MetricsUnavailable as e:
+        raise UserError(f"--iqa: {e}") from None
+    for name, why in metrics.unavailable.items():
+        console.print(f"[yellow]--iqa: {name} cannot run here and is left out ({why})[/]")
+    return metrics
+
+
+@click.command("eval")
+@click.option("--images", type=Path, required=True, help="Folder of images.")
+@level_option
+@click.option("--loss", default="0", show_default=True, help="Token loss rates, comma separated.")
+@click.option("--methods", default="none,neighbour", show_default=True,
+              help="Recovery methods, comma separated: none, neighbour, transformer, or "
+              "transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is one-shot).")
+@click.option("--burst", type=float, default=None, help="Lose whole packets (Gilbert-Elliott with "
+              "this mean burst length, through the codec's interleaving) instead of random tokens.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Loss patterns per rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also measure JPEG/WebP, and downscaled WebP at the VQ codec's rate.")
+@click.option("--json", "json_out", type=Path, default=None, help="Write the results JSON here.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="Convolution precision.")
+@click.option("--rate-lambda", type=click.FloatRange(min=0), default=None,
+              help="Rate-distortion trade-off of the code assignment (0: nearest code; default: the "
+                   "level's shipped value).")
+@click.option("--iqa", default=None, help="Also these pyiqa metrics, comma separated (e.g. "
+              "fsim,vif,gmsd,lpips,dists); needs pyiqa's own environment (`make iqa`). A metric "
+              "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
+@weights_option
+def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
+             precision, rate_lambda, iqa, weights):
+    """Codec (and recovery) quality on a folder of images: per image and mean.
+
+    \b
+    Example: simnet eval --images ../shared/data/kodak --codebook 1024 --loss 0,0.1,0.2 --json kodak.json
+    """
+    from rich.progress import Progress
+
+    from codec.images import list_images
+
+    from ..experiment.evaluate import EvalOptions, evaluate_folder
+    from ..experiment.results import ResultsWriter, make_meta
+    from ..experiment.setup import prepare
+
+    loss_rates = parse_floats(loss, "--loss")
+    method_list = _methods(methods)
+    if burst is not None and burst < 1:
+        raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
+    list_images(images)  # a missing or empty folder fails here, before the weights load
+    extra_metrics = _iqa_metrics(iqa)
+    setup = prepare(weights, precision, level, method_list if any(r > 0 for r in loss_rates) else [],
+                    "--codebook")
+    opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
+                       rate_lambda=rate_lambda, iqa=extra_metrics)
+    out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
+    shipped_lambda = setup.codec.level(level).rate_lambda
+    meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
+                     images=str(images), codebook=level, precision=precision,
+                     rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
+                     burst=burst, **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
+    mean_fields = tuple(extra_metrics.fields) if extra_metrics else ()
+    with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=None)
+        evaluate_folder(setup, images, opts, writer,
+                        lambda i, n, name: progress.update(task, completed=i, total=n, description=name),
+                        limit)
+    print_summary(writer.summary(), mean_fields)
+    out_console.print(f"wrote {out}")

@@ -1,0 +1,162 @@
+"""`simnet train tokenizer|levels|recovery`: resumable training of the codec and the recovery
+transformer on the training split of ../shared/data (never on Kodak)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from .common import out_console, weights_option
+
+
+@click.group()
+def train():
+    """Train the tokenizer, its codebook levels, or the recovery transformer (resumable, CPU)."""
+
+
+def _check_training_data() -> None:
+    from codec.images import default_data_root
+
+    if not (default_data_root() / "bsds500").is_dir():
+        raise UserError(f"{default_data_root()}: training data not found (set SIMNET_DATA)")
+
+
+@train.command("tokenizer")
+@click.option("--out", type=Path, default=Path("runs/tokenizer"), show_default=True,
+              help="Run folder; resumes from OUT/last.pt if present.")
+@click.option("--steps", type=click.IntRange(min=1), default=4400, show_default=True)
+@click.option("--decay-start", type=click.IntRange(min=0), default=3000, show_default=True,
+              help="Step where the learning rate starts its linear decay.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--lr", type=float, default=4e-4, show_default=True)
+@click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--l2-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a squared-error term beside L1 and SSIM (serves PSNR).")
+@click.option("--decoder-only", "decoder_levels", type=Path, default=None,
+              help="Levels file: fine-tune the decoder only, fed the codec's own quantisation; the "
+                   "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
+              help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
+                   "A resumed or --init run keeps its model's.")
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight,
+                    decoder_levels, threads, norm_groups):
+    """Train the tokenizer on the training split of ../shared/data (never Kodak).
+
+    \b
+    Example: nohup simnet train tokenizer --out runs/tokenizer --max-minutes 120 &
+    """
+    from codec.train_tokenizer import TrainConfig, train
+
+    _check_training_data()
+    if crop % 16:
+        raise UserError(f"--crop {crop}: must be a multiple of 16")
+    if init is not None and not init.is_file():
+        raise UserError(f"--init {init}: no such weights file")
+    if decoder_levels is not None and not decoder_levels.is_file():
+        raise UserError(f"--decoder-only {decoder_levels}: no such levels file")
+    if decoder_levels is not None and init is None and not (out / "last.pt").exists():
+        raise UserError("--decoder-only needs --init (the tokenizer whose encoder stays frozen)")
+    from codec.tokenizer import TokenizerConfig
+
+    try:
+        model = TokenizerConfig(norm_groups=norm_groups)
+    except ValueError as e:
+        raise UserError(f"--norm-groups {norm_groups}: {e}") from None
+    cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
+                      lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
+                      l2_weight=l2_weight, threads=threads, model=model,
+                      decoder_only_levels=str(decoder_levels) if decoder_levels else None)
+    train(cfg, log=lambda s: out_console.print(s, highlight=False))
+
+
+@train.command("levels")
+@click.option("--tokenizer", type=Path, required=True, help="Tokenizer weights (.safetensors).")
+@click.option("--out", type=Path, required=True, help="Levels file to write.")
+@click.option("--sizes", default="16,64,256,1024", show_default=True, help="Codebook levels.")
+@click.option("--refine", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Lloyd steps on the training latents.")
+@click.option("--target-bits", default="", help="Rate targets per level, K=BITS per token, comma "
+              "separated (e.g. 1024=9.2): tunes each level's rate_lambda on the validation split.")
+@click.option("--refine-base/--keep-base", default=False, show_default=True,
+              help="Also refine the base level's codebook on the training latents.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
+    """Cluster the tokenizer's codebook into smaller levels and learn each level's prior.
+
+    \b
+    Example: simnet train levels --tokenizer runs/tokenizer/best.safetensors --out codec/weights/levels.safetensors
+    """
+    from codec.train_levels import make_levels
+
+    try:
+        level_sizes = tuple(int(s) for s in sizes.split(","))
+    except ValueError:
+        raise UserError(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
+    targets = {}
+    for item in filter(None, (t.strip() for t in target_bits.split(","))):
+        try:
+            k, bits = item.split("=")
+            targets[int(k)] = float(bits)
+        except ValueError:
+            raise UserError(f"--target-bits: expected K=BITS items, got {item!r}") from None
+        if int(k) not in level_sizes:
+            raise UserError(f"--target-bits {item}: level {k} is not among --sizes {sizes}")
+    make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s),
+                target_bits=targets, refine_base=refine_base)
+
+
+@train.command("recovery")
+@click.option("--out", type=Path, default=Path("runs/recovery"), show_default=True,
+              help="Run folder; resumes from OUT/last.pt if present.")
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--decay-start", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--width", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="torch threads (1 when another training shares the two cores).")
+@click.option("--code-vectors/--symbols-only", default=True, show_default=True,
+              help="Give the model the codebook vectors (input and output), or indices only.")
+@click.option("--vector-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Weight of the mean-code-vector error beside the cross-entropy (code vectors only).")
+@weights_option
+def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads,
+                   code_vectors, vector_weight, weights):
+    """Train the recovery transformer on token grids of the training split (never Kodak).
+
+    \b
+    Example: nohup simnet train recovery --out runs/recovery --max-minutes 120 &
+    """
+    from codec.zoo import load_codec
+    from recovery.train_transformer import RecoveryTrainConfig, train
+    from recovery.transformer import TransformerConfig
+
+    from ..recovery_data import training_grids, validation_grids
+
+    _check_training_data()
+    if width % 8:
+        raise UserError(f"--width {width}: must be a multiple of 8 (the attention heads)")
+    codec = load_codec(weights)
+    log = lambda s: out_console.print(s, highlight=False)
+    grids = training_grids(codec, log=log)
+    val = validation_grids(codec)
+    if init is not None and not init.is_file():
+        raise UserError(f"--init {init}: no such weights file")
+    cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
+                              max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
+                              threads=threads, vector_weight=vector_weight, model=TransformerConfig(
+                                  n_layer=layers, n_embd=width,
+                                  code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0,
+                                  local_features=code_vectors))
+    train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
+          codebooks={k: codec.codebook(k) for k in codec.level_sizes})

@@ -1,0 +1,143 @@
+"""`simnet eval`: codec and recovery quality on a folder of images, per image and mean.
+
+For each image: the VQ codec at the chosen level (lossless decode, and each recovery method at
+each token loss rate and seed), and the classical baselines measured by the same metric code in
+the same run: JPEG and WebP at their lowest qualities, and downscale + WebP + upscale at the VQ
+codec's rate on that image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codec.bitstream import CRC_BYTES, HEADER_BYTES
+from codec.image_codec import ImageCodec
+from codec.images import list_images, load_rgb
+from codec.metrics import quality
+from codec.packets import DEFAULT_MTU, Depacketizer
+from codec.tokens import LossyTokenGrid, TokenGrid
+
+from ..network.loss_models import GilbertElliott
+from ..seeds import element_seed
+from . import classical
+from .setup import Setup
+
+
+def random_token_mask(shape: tuple[int, int], rate: float, seed: int) -> np.ndarray:
+    """Exactly round(rate * n) positions lost, chosen uniformly with `seed`."""
+    n = shape[0] * shape[1]
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=int(round(rate * n)), replace=False)] = True
+    return mask.reshape(shape)
+
+
+def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int, mtu: int,
+                     max_tokens: int | None, burst: float) -> tuple[np.ndarray, float]:
+    """Tokens lost when the grid's packets cross a Gilbert-Elliott channel of this mean loss rate
+    and mean burst length (burst 1 = independent losses), as the receiver's depacketizer sees
+    them. Returns (mask, packet loss rate)."""
+    packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed)
+    model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
+    lost = np.array([model.drop() if model else False for _ in packets])
+    depack = Depacketizer(codec.prior)
+    for packet, gone in zip(packets, lost):
+        if not gone:
+            depack.add_packet(packet)
+    lossy = depack.assemble(0, 0, expected=(grid.level, grid.image_size))
+    return lossy.missing, float(lost.mean())
+
+
+@dataclass
+class EvalOptions:
+    loss_rates: list[float] = field(default_factory=lambda: [0.0])
+    seeds: int = 1
+    seed: int = 0
+    burst: float | None = None  # None: random token loss; a number: packet loss with that burst length
+    mtu: int = DEFAULT_MTU
+    max_tokens: int | None = 64
+    baselines: bool = True
+    scenario: str = "eval"
+    rate_lambda: float | None = None  # None: the level's shipped value
+    iqa: object | None = None  # optional extra metrics: (reference, decoded) -> {field: value}
+
+
+def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int
+                 ) -> tuple[np.ndarray, float | None]:
+    if opts.burst is None:
+        return random_token_mask(grid.shape, rate, seed), None
+    return packet_loss_mask(setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst)
+
+
+def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
+                       image_index: int, base: dict, ceiling: dict) -> list[dict]:
+    """Every recovery method at every loss rate and seed."""
+    codec, codebook = setup.codec, setup.codec.codebook(setup.level)
+    records = []
+    for rate in (r for r in opts.loss_rates if r > 0):
+        for s in range(opts.seeds):
+            seed = opts.seed + s
+            missing, packet_rate = _lost_tokens(setup, grid, opts, rate, element_seed(seed, image_index, rate))
+            received = np.where(missing, 0, grid.indices)
+            lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing)
+            for method_name, method in setup.recoveries.items():
+                filled = method.recover(lossy, codebook)
+                decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size))
+                accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
+                scores = quality(rgb, decoded, opts.iqa)
+                records.append({**base, "seed": seed, "loss_rate_target": rate,
+                                "loss_rate_packets": packet_rate,
+                                "loss_rate_tokens": float(missing.mean()), "method": method_name,
+                                **scores, "token_accuracy": accuracy,
+                                "psnr_drop": ceiling["psnr"] - scores["psnr"]})
+    return records
+
+
+def baseline_records(rgb: np.ndarray, vq_bytes: int, opts: EvalOptions, base: dict) -> list[dict]:
+    """The classical codecs on the same image, scored by the same metric code: JPEG and WebP at
+    their lowest qualities, and each downscaled WebP at the VQ file's size."""
+    pixels = rgb.shape[0] * rgb.shape[1]
+    common = {**base, "codebook": None, "seed": opts.seed, "loss_rate_target": 0.0,
+              "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0}
+    coded = [("jpeg-q1", *classical.jpeg(rgb, 1), {}), ("webp-q0", *classical.webp(rgb, 0), {})]
+    for factor in classical.DOWNSCALE_FACTORS:
+        decoded, nbytes, q = classical.downscaled_webp_at_rate(rgb, factor, vq_bytes)
+        coded.append((f"down{factor}-webp", decoded, nbytes, {"webp_quality": q}))
+    return [{**common, "method": method, **extra, "bpp_payload": nbytes * 8 / pixels,
+             "bpp_wire": nbytes * 8 / pixels, **quality(rgb, decoded, opts.iqa)}
+            for method, decoded, nbytes, extra in coded]
+
+
+def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, image_index: int) -> list[dict]:
+    """The records of one image: the lossless decode, each recovery at each loss, the baselines."""
+    codec, level = setup.codec, setup.level
+    pixels = rgb.shape[0] * rgb.shape[1]
+    grid = codec.encode(rgb, level, opts.rate_lambda)
+    data = codec.to_bytes(grid)
+    payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8
+    xent = codec.prior(level).information_bits(grid.indices.ravel())
+    base = {"scenario": opts.scenario, "image": name, "codebook": level,
+            "latency_ms_p50": None, "latency_ms_p95": None}
+    ceiling = quality(rgb, codec.decode(grid), opts.iqa)
+    rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": len(data) * 8 / pixels}
+    records = [{**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
+                "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,
+                "bits_over_cross_entropy": payload_bits / xent,
+                "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
+    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling)
+    if opts.baselines:
+        records += baseline_records(rgb, len(data), opts, base)
+    return records
+
+
+def evaluate_folder(setup: Setup, folder: Path, opts: EvalOptions, writer, progress=None,
+                    limit: int | None = None) -> None:
+    files = list_images(folder)[:limit]
+    for i, path in enumerate(files):
+        for rec in evaluate_image(setup, path.name, load_rgb(path), opts, i):
+            writer.add(rec)
+        if progress:
+            progress(i + 1, len(files), path.name)

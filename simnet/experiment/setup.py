@@ -1,0 +1,57 @@
+"""The one set-up that `run`, `sweep`, `eval` and the MQTT commands share: the codec with its level
+checked, the recovery methods loaded, and the checksums that name every model in the results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from codec.image_codec import ImageCodec
+from codec.zoo import available_levels, load_codec
+from recovery import Recovery, get_method
+
+from ..errors import UserError
+from .scenario import Scenario
+
+
+@dataclass
+class Setup:
+    codec: ImageCodec
+    level: int
+    recoveries: dict[str, Recovery]  # spec (e.g. "transformer:8") -> method, in the user's order
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        """sha256 of the codec's weights and of each recovery model that has weights."""
+        out = {"codec": self.codec.checksum}
+        out.update({name: m.checksum for name, m in self.recoveries.items() if getattr(m, "checksum", None)})
+        return out
+
+
+def check_level(level: int, have: list[int], where: str) -> None:
+    if level not in have:
+        raise UserError(f"{where}: level {level} is not available (have {have})")
+
+
+def prepare(weights: Path | None, precision: str, level: int, methods: list[str], where: str) -> Setup:
+    """Load the codec (`weights` None: the shipped ones) and the recoveries; `where` names the
+    option or key that chose `level`, for the error when the codec lacks it."""
+    codec = load_codec(weights, precision)
+    check_level(level, codec.level_sizes, where)
+    return Setup(codec, level, {spec: get_method(spec) for spec in methods})
+
+
+def level_key(scenario: Scenario) -> str:
+    return f"{scenario.path}: codec.level"
+
+
+def scenario_setup(scenario: Scenario) -> Setup:
+    return prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
+                   scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario))
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """What `scenario_setup` would refuse, found without loading any model (a sweep checks every
+    scenario this way before any work starts)."""
+    check_level(scenario.codec.level, available_levels(scenario.resolve(scenario.codec.weights)),
+                level_key(scenario))
