@@ -22,15 +22,14 @@ from .checkpoint import save_tokenizer
 from .images import load_rgb, training_images, validation_images
 from .metrics import ms_ssim, psnr, ssim, to_unit
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
-from .training import NO_BEST, Schedule, TrainingRun
+from .training import NO_BEST, RunConfig
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     out: str = "runs/tokenizer"
     steps: int = 4000
     decay_start: int = 2800
-    warmup: int = 200
     batch: int = 16
     crop: int = 128
     lr: float = 4e-4
@@ -41,18 +40,8 @@ class TrainConfig:
     # codec feeds it (the levels' codebooks, rate-constrained assignment); the token grids, and so
     # everything trained on them (the recovery transformer), stay valid
     decoder_only_levels: str | None = None
-    seed: int = 0
-    threads: int = 2
-    checkpoint_minutes: float = 5.0
-    val_every: int = 250
     val_images: int = 24
-    max_minutes: float = 0.0  # stop (after checkpointing) once this much wall time has passed; 0 = never
-    init: str | None = None  # start a new run from these weights (e.g. the shipped ones), fresh optimizer
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
-
-
-def schedule(cfg: TrainConfig) -> Schedule:
-    return Schedule(cfg.lr, cfg.steps, cfg.decay_start, cfg.warmup, cfg.min_lr_ratio)
 
 
 class CropSampler:
@@ -167,8 +156,21 @@ def _model(cfg: TrainConfig, resumed: dict | None, log) -> VQModel:
     return model
 
 
+def _resume(state: dict, model: VQModel, optimizer, sampler: CropSampler) -> tuple[int, float]:
+    """Put last.pt's state back; -> (step, best validation PSNR)."""
+    model.load_state_dict(state["model"])
+    model.quantize.ema_count.copy_(state["ema_count"])
+    model.quantize.ema_sum.copy_(state["ema_sum"])
+    model.quantize.unused_steps.copy_(state["unused_steps"])
+    model.quantize.initialised.fill_(True)
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.rng.bit_generator.state = state["sampler_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["best_val_psnr"]
+
+
 def train(cfg: TrainConfig, log=print) -> Path:
-    run = TrainingRun(Path(cfg.out), cfg.threads, cfg.seed, log, cfg.checkpoint_minutes, cfg.max_minutes)
+    run = cfg.start(log)
     random.seed(cfg.seed)
     state = run.resumed
     model = _model(cfg, state, log)
@@ -182,17 +184,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     val_images = [load_rgb(p) for p in validation_images()[: cfg.val_images]]
-    step, best = 0, NO_BEST
+    step, best = _resume(state, model, optimizer, sampler) if state is not None else (0, NO_BEST)
     if state is not None:
-        model.load_state_dict(state["model"])
-        model.quantize.ema_count.copy_(state["ema_count"])
-        model.quantize.ema_sum.copy_(state["ema_sum"])
-        model.quantize.unused_steps.copy_(state["unused_steps"])
-        model.quantize.initialised.fill_(True)
-        optimizer.load_state_dict(state["optimizer"])
-        step, best = state["step"], state["best_val_psnr"]
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {run.state_path} at step {step}")
     (run.out / "config.json").write_text(json.dumps(
         {**{k: v for k, v in vars(cfg).items() if k != "model"}, "model": cfg.model.to_dict()}, indent=1))
@@ -238,7 +231,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         save_tokenizer(model, run.out / "best.safetensors",
                        {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"]})
 
-    return run.loop(optimizer, schedule(cfg), step, best, train_step,
+    return run.loop(optimizer, cfg.schedule, step, best, train_step,
                     validate=lambda: validate(model, val_images, quantizer),
                     score=lambda rec: rec["val_psnr"], save_best=save_best,
                     snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg),

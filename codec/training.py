@@ -20,6 +20,33 @@ from pathlib import Path
 import torch
 
 
+@dataclass
+class RunConfig:
+    """The options every training run has; each model's config adds its own and its defaults."""
+    out: str = "runs/train"
+    steps: int = 3000
+    decay_start: int = 2000
+    warmup: int = 200
+    batch: int = 16
+    crop: int = 16
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.05
+    seed: int = 0
+    threads: int = 2
+    checkpoint_minutes: float = 5.0
+    val_every: int = 250
+    max_minutes: float = 0.0  # stop (after checkpointing) once this much wall time has passed; 0 = never
+    init: str | None = None  # start a new run from these weights (e.g. the shipped ones), fresh optimizer
+
+    @property
+    def schedule(self) -> "Schedule":
+        return Schedule(self.lr, self.steps, self.decay_start, self.warmup, self.min_lr_ratio)
+
+    def start(self, log: Callable[[str], None] = print) -> "TrainingRun":
+        return TrainingRun(Path(self.out), self.threads, self.seed, log, self.checkpoint_minutes,
+                           self.max_minutes)
+
+
 @dataclass(frozen=True)
 class Schedule:
     lr: float

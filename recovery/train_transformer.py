@@ -17,37 +17,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec.training import NO_BEST, Schedule, TrainingRun
+from codec.training import NO_BEST, RunConfig
 
 from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
 from .transformer_recovery import save_transformer
 
 
 @dataclass
-class RecoveryTrainConfig:
+class RecoveryTrainConfig(RunConfig):
     out: str = "runs/recovery"
-    steps: int = 3000
-    decay_start: int = 2000
-    warmup: int = 200
     batch: int = 32
-    crop: int = 16
-    lr: float = 5e-4
-    min_lr_ratio: float = 0.05
-    seed: int = 0
-    threads: int = 2
-    checkpoint_minutes: float = 5.0
-    val_every: int = 250
-    max_minutes: float = 0.0
-    init: str | None = None  # start a new run from these weights, fresh optimizer
     # weight of the squared distance between the predicted distribution's mean code vector and the
     # true code (code-vector models only): the receiver decodes that mean's nearest code (MMSE),
     # so training asks for a good mean, not only for a good top guess
     vector_weight: float = 2.0
     model: TransformerConfig = field(default_factory=TransformerConfig)
-
-
-def schedule(cfg: RecoveryTrainConfig) -> Schedule:
-    return Schedule(cfg.lr, cfg.steps, cfg.decay_start, cfg.warmup, cfg.min_lr_ratio)
 
 
 MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
@@ -227,11 +211,22 @@ def _model(cfg: RecoveryTrainConfig, resumed: dict | None, levels: tuple[int, ..
     return model
 
 
+def _resume(state: dict, model: MaskedTokenTransformer, optimizer, sampler: GridSampler) -> tuple[int, float]:
+    """Put last.pt's state back; -> (step, best validation score)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.rng.bit_generator.state = state["sampler_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    # a best saved under an older criterion is not comparable
+    best = state["best"] if state.get("best_criterion") == "validation_score/1" else NO_BEST
+    return state["step"], best
+
+
 def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
           val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None,
           codebooks: dict[int, torch.Tensor] | None = None) -> Path:
     """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0."""
-    run = TrainingRun(Path(cfg.out), cfg.threads, cfg.seed, log, cfg.checkpoint_minutes, cfg.max_minutes)
+    run = cfg.start(log)
     state = run.resumed
     model = _model(cfg, state, tuple(sorted(grids)), log)
     if cfg.model.code_dim:  # after --init: the codec being trained for, not the initial one's
@@ -240,15 +235,8 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         model.set_codebooks(codebooks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)
-    step, best = 0, NO_BEST
+    step, best = _resume(state, model, optimizer, sampler) if state is not None else (0, NO_BEST)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, best = state["step"], state["best"]
-        if state.get("best_criterion") != "validation_score/1":
-            best = NO_BEST  # saved under an older criterion: not comparable
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {run.state_path} at step {step}")
     log(f"transformer: {count_parameters(model) / 1e6:.2f} M parameters, levels {list(cfg.model.levels)}, "
         f"{sum(len(v) for v in sampler.grids.values())} training grids")
@@ -277,7 +265,7 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
                 "sampler_rng": sampler.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
 
-    return run.loop(optimizer, schedule(cfg), step, best, train_step,
+    return run.loop(optimizer, cfg.schedule, step, best, train_step,
                     validate=lambda: validate(model, val_grids), score=validation_score,
                     save_best=lambda rec: save_transformer(model, run.out / "best.safetensors",
                                                            {**(extra_info or {}), "crop": cfg.crop, **rec}),

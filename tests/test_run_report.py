@@ -109,3 +109,80 @@ def test_sweep_rejects_a_broken_scenario_before_starting(tmp_path, capsys, tiny_
     assert main(["sweep", str(tmp_path / "ok.yaml"), str(tmp_path / "bad.yaml"),
                  "--out", str(tmp_path / "s.json")]) == 2
     assert "bad.yaml:2: channel.bandwidth" in capsys.readouterr().err
+
+
+def test_sweep_of_a_missing_level_is_one_line_before_any_work(tmp_path, capsys, tiny_weights):
+    text = scenario_text(tiny_weights).replace("codebook: 64", "level: 512")
+    (tmp_path / "k512.yaml").write_text(text)
+    assert main(["sweep", str(tmp_path / "k512.yaml"), "--out", str(tmp_path / "s.json"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("simnet: error:")
+    assert "k512.yaml: codec.level: level 512 is not available (have [16, 64])" in err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "s-images").exists()
+
+
+def test_run_of_a_missing_level_is_one_line(tmp_path, capsys, tiny_weights):
+    (tmp_path / "k512.yaml").write_text(scenario_text(tiny_weights).replace("codebook: 64", "codebook: 512"))
+    assert main(["run", str(tmp_path / "k512.yaml"), "--out", str(tmp_path)]) == 2
+    assert "level 512 is not available" in capsys.readouterr().err
+
+
+def test_level_key_and_its_older_name_read_alike(tmp_path, tiny_weights):
+    from simnet.experiment.scenario import ScenarioError, load_scenario
+
+    (tmp_path / "old.yaml").write_text(scenario_text(tiny_weights))
+    (tmp_path / "new.yaml").write_text(scenario_text(tiny_weights).replace("codebook: 64", "level: 64"))
+    assert load_scenario(tmp_path / "old.yaml").codec.level == load_scenario(tmp_path / "new.yaml").codec.level == 64
+    (tmp_path / "both.yaml").write_text(scenario_text(tiny_weights).replace("codebook: 64", "codebook: 64, level: 16"))
+    with pytest.raises(ScenarioError, match="both.yaml:4: codec"):
+        load_scenario(tmp_path / "both.yaml")
+
+
+def test_sweep_on_a_dask_cluster_equals_the_local_sweep(tmp_path, tiny_weights):
+    pytest.importorskip("dask.distributed", reason="dask[distributed] is a test extra")
+    from simnet.experiment.sweep import run_sweep
+
+    small = scenario_text(tiny_weights).replace("count: 3", "count: 2").replace("seeds: 2", "seeds: 1")
+    (tmp_path / "one.yaml").write_text(small.replace("name: tiny", "name: one"))
+    (tmp_path / "two.yaml").write_text(small.replace("name: tiny", "name: two")
+                                       .replace("rate: 0.2, burst: 2", "rate: 0.1, burst: 1"))
+    files = [tmp_path / "one.yaml", tmp_path / "two.yaml"]
+    run_sweep(files, tmp_path / "local" / "s.json", workers=1)
+    # a real cluster: a scheduler and two worker processes, reached through its address
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run_sweep(files, tmp_path / "dask" / "s.json", workers=2, scheduler=cluster.scheduler_address)
+    local = json.loads((tmp_path / "local" / "s.json").read_text())
+    dask = json.loads((tmp_path / "dask" / "s.json").read_text())
+    assert len(local["records"]) == 2 * (2 + 2 * 2 * 1 * 2)
+    assert dask["records"] == local["records"] and dask["summary"] == local["summary"]
+    assert dask["runs"] == local["runs"]
+
+
+def test_sweep_scheduler_local_starts_its_own_cluster(tmp_path, tiny_weights):
+    pytest.importorskip("dask.distributed", reason="dask[distributed] is a test extra")
+    small = scenario_text(tiny_weights).replace("count: 3", "count: 1").replace("seeds: 2", "seeds: 1")
+    (tmp_path / "one.yaml").write_text(small.replace("name: tiny", "name: one"))
+    assert main(["sweep", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "s.json"),
+                 "--scheduler", "local", "--workers", "2", "--no-pdf"]) == 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert len(doc["records"]) == 1 + 1 * 2 * 2
+
+
+def test_first_page_says_the_scenario_and_the_result_in_words(tiny_run):
+    from simnet.experiment.narrative import describe_scenario, headline
+
+    doc = json.loads((tiny_run / "a" / "tiny.json").read_text())
+    words = describe_scenario(doc["meta"]["scenario"])
+    assert [line.split(":")[0] for line in words] == ["Source", "Codec", "Channel", "Receiver", "Sweep"]
+    assert "3 frames of the builtin sample photos fitted to 64x48 px" in words[0]
+    assert "2 Mbit/s, 20 ms delay +- 2 ms" in words[2] and "Gilbert-Elliott loss at 20%" in words[2]
+    sentence = headline(doc["summary"], "tiny", doc["meta"]["scenario"])
+    # the scenario's 0.2 is not among the sweep's rates (0, 0.3): the headline takes 0.3
+    rows = {r["method"]: r for r in doc["summary"] if r["loss_rate_target"] == 0.3}
+    best = max(rows.values(), key=lambda r: r["psnr"])
+    assert sentence.startswith(f"At 30% target loss") and f"{best['method']} recovery gives {best['psnr']:.2f} dB" in sentence
+    other = min(rows.values(), key=lambda r: r["psnr"])
+    assert f"{best['psnr'] - other['psnr']:.2f} dB above {other['method']}" in sentence
+    assert sentence.count(".") >= 1 and "\n" not in sentence

@@ -76,7 +76,8 @@ def _title_page(pdf, doc, path):
         lines.append(f"Images: {meta['images']}, codebook level K = {meta.get('codebook')}.")
     info = doc.get("run_info", {})
     if info.get("frames"):
-        lines.append(f"On the wire: {info['frames']} frames of {info.get('frame_size')} px, "
+        h, w = info.get('frame_size') or (0, 0)
+        lines.append(f"On the wire: {info['frames']} frames of {w}x{h} px, "
                      f"{info.get('packets_per_frame', 0):.1f} packets per frame, "
                      f"{info.get('packet_overhead_bits')} bits of header per packet.")
     y = _text_lines(fig, lines, 0.87)

@@ -133,8 +133,8 @@ def _key_lines(node, path=(), out=None) -> dict[tuple, int]:
     return out
 
 
-def load_scenario(path: Path) -> Scenario:
-    path = Path(path)
+def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
+    """-> (the mapping, each key path's line)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -151,40 +151,51 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}{where}: invalid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}:1: a scenario is a mapping of keys (name, source, channel, ...)")
-    try:
-        scenario = Scenario.model_validate({**data, "path": path})
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in (
-            "function-after", "literal", "int", "float", "str", "list", "tuple", "none")))) or ()
-        line = None
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in lines:
-                line = lines[loc[:n]]
-                break
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        where = f":{line}" if line else ""
-        raise ScenarioError(f"{path}{where}: {key}: {msg}") from None
+    return data, lines
+
+
+def _validation_error(path: Path, error: ValidationError, lines: dict[tuple, int]) -> ScenarioError:
+    """pydantic's first error as one line: file:line: key: problem."""
+    err = error.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in (
+        "function-after", "literal", "int", "float", "str", "list", "tuple", "none")))) or ()
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    return ScenarioError(f"{path}{f':{line}' if line else ''}: {key}: {msg}")
+
+
+def _check_files(path: Path, scenario: Scenario, lines: dict[tuple, int]) -> None:
+    """The files and folders the scenario names exist (and a loss trace parses)."""
+    def where(*key):
+        return f"{path}:{lines[key]}" if key in lines else str(path)
+
     for label, rel in (("channel.loss.file", scenario.channel.loss.file),
                        ("source.video", scenario.source.video)):
         if rel and not scenario.resolve(rel).is_file():
-            line = lines.get(tuple(label.split(".")))
-            raise ScenarioError(f"{path}{':' + str(line) if line else ''}: {label}: "
-                                f"file not found: {scenario.resolve(rel)}")
+            raise ScenarioError(f"{where(*label.split('.'))}: {label}: file not found: {scenario.resolve(rel)}")
     if scenario.source.images != "builtin" and not scenario.source.video:
         folder = scenario.resolve(scenario.source.images)
         if not folder.is_dir():
-            line = lines.get(("source", "images"))
-            raise ScenarioError(f"{path}{':' + str(line) if line else ''}: source.images: "
-                                f"not 'builtin' nor a folder: {folder}")
+            raise ScenarioError(f"{where('source', 'images')}: source.images: not 'builtin' nor a folder: {folder}")
     if scenario.channel.loss.model == "trace":
         try:
             parse_trace(scenario.resolve(scenario.channel.loss.file))
         except LossModelError as e:
             raise ScenarioError(f"{path}: channel.loss.file: {e}") from None
+
+
+def load_scenario(path: Path) -> Scenario:
+    """A scenario file, validated; any problem is one ScenarioError line naming file, line and key."""
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    try:
+        scenario = Scenario.model_validate({**data, "path": path})
+    except ValidationError as e:
+        raise _validation_error(path, e, lines) from None
+    _check_files(path, scenario, lines)
     return scenario

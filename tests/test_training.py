@@ -1,0 +1,97 @@
+"""The training loop that the tokenizer and the transformer share: schedule, log, best weights,
+checkpoints, time limit and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec.training import Schedule, TrainingRun
+
+
+def test_schedule_warms_up_holds_and_decays():
+    s = Schedule(lr=1e-3, steps=100, decay_start=60, warmup=10, min_lr_ratio=0.1)
+    assert s.at(0) == pytest.approx(1e-4) and s.at(9) == pytest.approx(1e-3)
+    assert s.at(30) == s.at(59) == 1e-3
+    assert s.at(80) == pytest.approx(1e-3 * (1 - 0.5 * 0.9))
+    assert s.at(100) == pytest.approx(1e-4) and s.at(500) == pytest.approx(1e-4)
+
+
+def _toy_run(out, steps, max_minutes=0.0):
+    """Fit y = 3x with one weight; validation score is minus the error."""
+    run = TrainingRun(out, threads=1, seed=0, log=lambda s: None, max_minutes=max_minutes)
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    step, best = 0, -float("inf")
+    if run.resumed is not None:
+        w.data.copy_(run.resumed["w"])
+        opt.load_state_dict(run.resumed["optimizer"])
+        step, best = run.resumed["step"], run.resumed["best"]
+    saved = []
+
+    def train_step(lr):
+        x = torch.randn(16)
+        loss = ((w * x - 3 * x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    run.loop(opt, Schedule(0.1, steps, steps // 2, 2, 0.1), step, best, train_step,
+             validate=lambda: {"val_err": abs(float(w.detach()) - 3)}, score=lambda rec: -rec["val_err"],
+             save_best=lambda rec: saved.append(rec["step"]),
+             snapshot=lambda step, best: {"w": w.data.clone(), "optimizer": opt.state_dict(),
+                                          "step": step, "best": best},
+             val_every=10, log_every=5)
+    return float(w.detach()), saved
+
+
+def test_loop_logs_saves_the_best_and_resumes(tmp_path):
+    w, saved = _toy_run(tmp_path, 30)
+    assert w == pytest.approx(3, abs=0.05)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    periodic = [r for r in records if "loss" in r]
+    assert [r["step"] for r in periodic] == [5, 10, 15, 20, 25, 30]
+    assert list(periodic[0]) == ["step", "lr", "minutes", "loss"]
+    assert [r["step"] for r in records if "val_err" in r] == [10, 20, 30]
+    assert saved and saved[0] == 10  # the first validation is always the best so far
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 30
+    # the same command with more steps resumes from last.pt, at step 30
+    _, saved_more = _toy_run(tmp_path, 40)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r][-2:] == [35, 40]
+
+
+def test_time_limit_stops_resumably(tmp_path):
+    _toy_run(tmp_path, 10_000_000, max_minutes=1e-9)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert 1 <= state["step"] < 10_000_000
+
+
+def test_tokenizer_training_runs_logs_and_resumes(tmp_path, monkeypatch):
+    import codec.train_tokenizer as tt
+    from codec.checkpoint import load_tokenizer
+    from conftest import TINY
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(3):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    monkeypatch.setattr(tt, "training_images", lambda: files)
+    monkeypatch.setattr(tt, "validation_images", lambda: files[:1])
+    cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=4, decay_start=2, warmup=1, batch=2, crop=32,
+                         threads=1, val_every=2, model=TINY)
+    lines = []
+    best = tt.train(cfg, log=lines.append)
+    model, info = load_tokenizer(best)
+    assert info["step"] in (2, 4) and model.config.n_embed == TINY.n_embed
+    assert any(line.startswith("step=2 val_psnr=") for line in lines)
+    cfg.steps = 6
+    tt.train(cfg, log=lines.append)
+    assert any(line.startswith("resumed from") and line.endswith("at step 4") for line in lines)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_psnr" in r] == [2, 4, 6]
