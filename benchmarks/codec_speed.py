@@ -1,8 +1,13 @@
-"""Codec speed and memory: encode and decode time of a 768x512 image, entropy coding time as a
-share of the tokenizer's time (measured in the same run), and peak memory (RSS) of encoding and
-decoding a 2048x2048 image in a fresh process (limit: 3 GB).
+"""Codec speed and memory: encode and decode time of a 768x512 image at both precisions (bf16
+against fp32, and what `auto` picks on this machine), entropy coding time as a share of the
+tokenizer's time (measured in the same run), and peak memory (RSS) of encoding and decoding a
+2048x2048 image in a fresh process at each precision (limit: 3 GB). Every figure comes with the
+CPU (or GPU) it was measured on.
 
-    python benchmarks/codec_speed.py [--weights DIR] [--repeat R]
+    python benchmarks/codec_speed.py [--weights DIR] [--repeat R] [--device auto|cpu|cuda] [--seams]
+
+--seams also decodes the 2048x2048 image without tiles and reports the PSNR of the tiled decode
+against it (the untiled decode needs more than 3 GB).
 
 Uses the shipped weights; speed does not depend on the weights' values, so without them a
 randomly initialised model of the shipped configuration is timed (and the output says so).
@@ -22,12 +27,12 @@ import numpy as np
 import torch
 
 
-def load(weights: str | None, precision: str):
+def load(weights: str | None, precision: str, device: str = "auto"):
     from codec.zoo import load_codec, weights_dir
 
     folder = Path(weights) if weights else weights_dir()
     if (folder / "tokenizer.safetensors").exists():
-        return load_codec(folder, precision=precision), str(folder)
+        return load_codec(folder, precision=precision, device=device), str(folder)
     from codec.image_codec import ImageCodec
     from codec.levels import build_levels
     from codec.tokenizer import TokenizerConfig, VQModel
@@ -35,7 +40,8 @@ def load(weights: str | None, precision: str):
     model = VQModel(TokenizerConfig()).eval()
     levels = build_levels(model.quantize.embedding.weight.data, torch.randn(4096, 32), (1024,), 0,
                           log=lambda s: None)
-    return ImageCodec(model, levels, "0" * 64, precision=precision), "random init (no weights found)"
+    return (ImageCodec(model, levels, "0" * 64, precision=precision, device=device),
+            "random init (no weights found)")
 
 
 def test_image(h: int, w: int) -> np.ndarray:
@@ -71,12 +77,25 @@ def time_codec(codec, rgb, repeat: int) -> dict:
             "entropy_share_of_tokenizer": round((ee + ed) / (e + d), 5)}
 
 
-def peak_memory_child(weights: str | None, size: int) -> None:
-    codec, _ = load(weights, "bf16")
+def peak_memory_child(weights: str | None, size: int, precision: str, device: str, seams: bool) -> None:
+    from codec.hardware import tune_allocator
+
+    tune_allocator()  # as the simnet command does
+    codec, _ = load(weights, precision, device)
     rgb = test_image(size, size)
     grid = codec.encode(rgb, 1024)
-    codec.decode(grid)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    decoded = codec.decode(grid)
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+           "tiled": codec._tiled(*grid.shape)}
+    if seams:
+        from codec.metrics import quality
+
+        codec.max_tile_tokens = 10**9
+        whole = codec.decode(grid)
+        out["tiled_vs_untiled_psnr"] = round(quality(whole, decoded)["psnr"], 2)
+        out["tiled_vs_original"] = {k: round(v, 4) for k, v in quality(rgb, decoded).items()}
+        out["untiled_vs_original"] = {k: round(v, 4) for k, v in quality(rgb, whole).items()}
+    print(json.dumps(out))
 
 
 def main(argv=None) -> dict:
@@ -84,25 +103,35 @@ def main(argv=None) -> dict:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", type=int, default=2048, help="side of the peak-memory image")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--seams", action="store_true", help="also compare the tiled decode with the untiled one")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return peak_memory_child(args.weights, args.size)
-    result = {"torch_threads": torch.get_num_threads()}
+        return peak_memory_child(args.weights, args.size, args.child, args.device, args.seams)
+    from codec.hardware import resolve, tune_allocator
+
+    tune_allocator()
+    auto = resolve(args.device, "auto")
+    result = {"compute": auto.describe(), "auto_precision": auto.precision,
+              "torch_threads": torch.get_num_threads()}
+    print(f"measuring on {auto.summary()}", file=sys.stderr)
     rgb = test_image(512, 768)
     for precision in ("bf16", "fp32"):
-        codec, source = load(args.weights, precision)
+        codec, source = load(args.weights, precision, args.device)
         result["weights"] = source
         result[f"768x512_{precision}"] = time_codec(codec, rgb, args.repeat)
-    result["bf16_speedup_over_fp32"] = round(
-        (result["768x512_fp32"]["encode_s"] + result["768x512_fp32"]["decode_s"])
-        / (result["768x512_bf16"]["encode_s"] + result["768x512_bf16"]["decode_s"]), 2)
-    cmd = [sys.executable, __file__, "--child", "--size", str(args.size)]
-    if args.weights:
-        cmd += ["--weights", args.weights]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1]
-    result[f"peak_rss_{args.size}x{args.size}_GB"] = round(int(out) / 1e9, 3)
-    result["peak_rss_under_3GB"] = int(out) < 3e9
+    bf16, fp32 = result["768x512_bf16"], result["768x512_fp32"]
+    result["bf16_speedup_over_fp32"] = round((fp32["encode_s"] + fp32["decode_s"]) / (bf16["encode_s"] + bf16["decode_s"]), 2)
+    chosen = result[f"768x512_{auto.precision}"]
+    result["auto_decode_speedup_over_bf16"] = round(bf16["decode_s"] / chosen["decode_s"], 2)
+    for precision in ("bf16", "fp32"):
+        cmd = [sys.executable, __file__, "--child", precision, "--size", str(args.size), "--device", args.device]
+        cmd += (["--weights", args.weights] if args.weights else []) + (["--seams"] if args.seams else [])
+        child = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        child["peak_rss_GB"] = round(child.pop("peak_rss_bytes") / 1e9, 3)
+        child["under_3GB"] = child["peak_rss_GB"] < 3
+        result[f"{args.size}x{args.size}_{precision}"] = child
     print(json.dumps(result, indent=1))
     return result
 

@@ -12,25 +12,27 @@ from .bitstream import BitstreamError, BitstreamHeader, read_bitstream, write_bi
 from .checkpoint import CheckpointError, load_tokenizer
 from .safe_weights import file_checksum
 from .entropy import Prior
+from .hardware import resolve
 from .images import to_tensor, to_uint8
 from .levels import Level, load_levels
 from .packets import DEFAULT_MTU, Packet, packetize
+from .tiling import blend_tiles
 from .tokenizer import VQModel, pad_to_multiple
 from .tokens import TokenGrid
 
 
 class ImageCodec:
-    """A tokenizer with its codebook levels and priors.
+    """A tokenizer with its codebook levels and priors, on one device at one precision.
 
-    precision "bf16" runs the convolutions under bfloat16 autocast (what the model was trained
-    with; faster only where the CPU has native bf16, docs/models.md), "fp32" in full precision.
+    `device` and `precision` as in codec.hardware.resolve: "auto" runs on CUDA where there is a
+    GPU, and under bfloat16 autocast only where bf16 is native (what the model was trained with),
+    in fp32 elsewhere. Token grids and code assignment stay on the CPU.
     """
 
     def __init__(self, model: VQModel, levels: dict[int, Level], checksum: str,
-                 precision: str = "bf16", threads: int | None = None,
-                 tokenizer_checksum: str | None = None):
-        if precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+                 precision: str = "auto", threads: int | None = None,
+                 tokenizer_checksum: str | None = None, device: str = "auto"):
+        self.compute = resolve(device, precision)
         base = model.config.n_embed
         if base not in levels:
             raise CheckpointError(f"levels lack the base level {base} of the tokenizer")
@@ -38,13 +40,24 @@ class ImageCodec:
             if level.codebook.shape[1] != model.config.embed_dim or len(level.from_base) != base:
                 raise CheckpointError(f"level {k} does not fit this tokenizer "
                                       f"(embed_dim {model.config.embed_dim}, base {base})")
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = model.eval().to(self.compute.device, memory_format=torch.channels_last)
         self.levels = levels
+        self._codebooks: dict[int, torch.Tensor] = {}  # on the model's device
+        # grids of more tokens than this are encoded and decoded in overlapping tiles of at most
+        # `tile_tokens` a side, sharing `tile_overlap` (codec/tiling.py): bounded memory
+        self.max_tile_tokens, self.tile_tokens, self.tile_overlap = 64 * 64, 64, 8
         self.checksum = checksum  # hex sha256 over the weights files
         self.tokenizer_checksum = tokenizer_checksum or checksum  # of the tokenizer file alone
-        self.precision = precision
         if threads:
             torch.set_num_threads(threads)
+
+    @property
+    def precision(self) -> str:
+        return self.compute.precision
+
+    @property
+    def device(self) -> str:
+        return self.compute.device
 
     @classmethod
     def from_files(cls, tokenizer_path: Path, levels_path: Path, **kwargs) -> "ImageCodec":
@@ -75,16 +88,24 @@ class ImageCodec:
         """Level K's code vectors, (K, D)."""
         return self.level(k).codebook
 
-    def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+    def _tiled(self, h: int, w: int) -> bool:
+        return h * w > self.max_tile_tokens
 
     @torch.no_grad()
     def latent(self, rgb: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 -> (D, h, w) float32 pre-quantisation latent."""
-        x = pad_to_multiple(to_tensor(rgb), self.factor).contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            z = self.model.encode_latent(x)
-        return z[0].float()
+        """HxWx3 uint8 -> (D, h, w) float32 pre-quantisation latent; a large image in tiles."""
+        x = pad_to_multiple(to_tensor(rgb), self.factor)
+        f = self.factor
+
+        def run(y0, y1, x0, x1):
+            part = x[..., y0 * f:y1 * f, x0 * f:x1 * f].to(self.device)
+            with self.compute.autocast():
+                return self.model.encode_latent(part.contiguous(memory_format=torch.channels_last)).float().cpu()
+
+        h, w = x.shape[-2] // f, x.shape[-1] // f
+        if not self._tiled(h, w):
+            return run(0, h, 0, w)[0]
+        return blend_tiles(run, h, w, self.tile_tokens, self.tile_overlap, 1)[0]
 
     @torch.no_grad()
     def encode(self, rgb: np.ndarray, level: int, rate_lambda: float | None = None) -> TokenGrid:
@@ -99,10 +120,20 @@ class ImageCodec:
 
     @torch.no_grad()
     def decode_tensor(self, indices: torch.Tensor, level: int) -> torch.Tensor:
-        """(B, h, w) indices -> (B, 3, 16h, 16w) pixels in [-1, 1], uncropped."""
-        with self._autocast():
-            y = self.model.decode_indices(indices, self.codebook(level))
-        return y.float().clamp(-1, 1)
+        """(B, h, w) indices -> (B, 3, 16h, 16w) pixels in [-1, 1], uncropped, on the CPU; a large
+        grid in tiles."""
+        if level not in self._codebooks:
+            self._codebooks[level] = self.codebook(level).to(self.device)
+
+        def run(y0, y1, x0, x1):
+            part = indices[:, y0:y1, x0:x1].to(self.device)
+            with self.compute.autocast():
+                return self.model.decode_indices(part, self._codebooks[level]).float().cpu()
+
+        h, w = indices.shape[-2:]
+        y = run(0, h, 0, w) if not self._tiled(h, w) else blend_tiles(
+            run, h, w, self.tile_tokens, self.tile_overlap, self.factor)
+        return y.clamp(-1, 1)
 
     def decode(self, grid: TokenGrid) -> np.ndarray:
         """TokenGrid -> HxWx3 uint8 at the original image size."""

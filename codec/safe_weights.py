@@ -24,7 +24,7 @@ def file_checksum(path: Path) -> str:
 def save_weights(state: dict[str, torch.Tensor], path: Path, fmt: str, config: dict,
                  info: dict | None = None) -> None:
     """Write `state` to `path` atomically (a partial file never takes the final name)."""
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state.items()}
     meta = {"format": fmt, "config": json.dumps(config), "info": json.dumps(info or {})}
     path = Path(path)
     tmp = path.with_suffix(".tmp")

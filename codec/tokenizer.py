@@ -71,6 +71,12 @@ class TokenizerConfig:
         return cls(**d)
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU, in place when no gradient is being recorded (inference): the same numbers without
+    another full-resolution tensor to allocate and fill."""
+    return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
 def Normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
@@ -87,11 +93,11 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
 
     def forward(self, x):
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(silu(self.norm1(x)))
+        h = self.conv2(self.dropout(silu(self.norm2(h))))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
-        return x + h
+        return h.add_(x) if not torch.is_grad_enabled() else x + h
 
 
 class AttnBlock(nn.Module):
@@ -167,7 +173,7 @@ class Encoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -208,7 +214,7 @@ class Decoder(nn.Module):
                     h = stage.attn[j](h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))
 
 
 class VectorQuantizer(nn.Module):

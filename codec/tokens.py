@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -60,6 +64,8 @@ def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor, bias: torch.Ten
     `bias` (K,) is added to each code's squared distance (the rate term of entropy-constrained
     assignment). Distances are computed in float32, `chunk` rows at a time to bound memory; the
     |vector|^2 term is left out, since it is the same for every code."""
+    import torch
+
     codebook = codebook.float()
     norms = codebook.pow(2).sum(1)
     if bias is not None:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_tokenizer
+from .hardware import Compute, resolve
 from .safe_weights import file_checksum
 from .images import load_rgb, to_tensor, training_images
 from .levels import (build_levels, fit_entropy_constrained, latent_mse, rate_of, save_levels,
@@ -29,15 +30,24 @@ def training_rgb(max_side: int = MAX_SIDE):
 
 
 @torch.no_grad()
-def image_latents(model: VQModel, rgb: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> (D, h, w) float32 latent, bf16 convolutions as in training."""
-    x = pad_to_multiple(to_tensor(rgb), model.config.factor).contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        z = model.encode_latent(x)
-    return z[0].float()
+def image_latents(model: VQModel, rgb: np.ndarray, compute: Compute | None = None) -> torch.Tensor:
+    """HxWx3 uint8 -> (D, h, w) float32 latent on the CPU; `model` on `compute`'s device."""
+    compute = compute or resolve("cpu")
+    x = pad_to_multiple(to_tensor(rgb), model.config.factor).to(compute.device)
+    with compute.autocast():
+        z = model.encode_latent(x.contiguous(memory_format=torch.channels_last))
+    return z[0].float().cpu()
 
 
-def training_latents(model: VQModel, cache: Path | None = None, log=print) -> list[torch.Tensor]:
+def latents_cache(tokenizer_checksum: str, compute: Compute, folder: Path = Path("runs/cache"),
+                  kind: str = "latents") -> Path:
+    """Where the training latents of a tokenizer, computed at a precision, are kept."""
+    suffix = "" if compute.precision == "bf16" else f"-{compute.precision}"  # bf16: the older name
+    return folder / f"{kind}-{tokenizer_checksum[:12]}{suffix}.safetensors"
+
+
+def training_latents(model: VQModel, cache: Path | None = None, log=print,
+                     compute: Compute | None = None) -> list[torch.Tensor]:
     """Latent grids of every training image, cached (safetensors) since encoding takes minutes."""
     if cache is not None and cache.exists():
         from safetensors.torch import load_file
@@ -47,7 +57,7 @@ def training_latents(model: VQModel, cache: Path | None = None, log=print) -> li
     model.eval().to(memory_format=torch.channels_last)
     grids = []
     for i, (path, rgb) in enumerate(training_rgb()):
-        grids.append(image_latents(model, rgb))
+        grids.append(image_latents(model, rgb, compute))
         if (i + 1) % 100 == 0:
             log(f"encoded {i + 1} training images")
     if cache is not None:
@@ -59,24 +69,28 @@ def training_latents(model: VQModel, cache: Path | None = None, log=print) -> li
 
 
 def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, log=print,
-                target_bits: dict[int, float] | None = None, refine_base: bool = False) -> None:
+                target_bits: dict[int, float] | None = None, refine_base: bool = False,
+                device: str = "auto", precision: str = "auto") -> None:
     """Build the levels from the training split; `target_bits` {K: bits per token} sets each
     level's rate_lambda so the validation split (BSDS500 val, never Kodak) costs that much."""
     for k in target_bits or {}:
         if k not in sizes:
             raise ValueError(f"target bits given for level {k}, which is not being built")
     model, _ = load_tokenizer(tokenizer_path)
-    cache = Path("runs/cache") / f"latents-{file_checksum(tokenizer_path)[:12]}.safetensors"
-    grids = training_latents(model, cache, log)
+    compute = resolve(device, precision)
+    log(f"compute: {compute.summary()}")
+    model.to(compute.device)
+    cache = latents_cache(file_checksum(tokenizer_path), compute)
+    grids = training_latents(model, cache, log, compute)
     latents = torch.cat([g.flatten(1).t() for g in grids])
     log(f"{latents.shape[0]} training latents of dimension {latents.shape[1]}")
-    levels = build_levels(model.quantize.embedding.weight.data, latents, sizes, refine, seed, log,
+    levels = build_levels(model.quantize.embedding.weight.data.cpu(), latents, sizes, refine, seed, log,
                           refine_base)
     tuned = {}
     if target_bits:
         from .images import validation_images
 
-        val = torch.cat([image_latents(model, load_rgb(p)).flatten(1).t() for p in validation_images()])
+        val = torch.cat([image_latents(model, load_rgb(p), compute).flatten(1).t() for p in validation_images()])
         nearest_levels = dict(levels)
         for k, bits in sorted(target_bits.items()):
             levels[k] = tune_rate_lambda(levels[k], latents, val, bits)

@@ -21,6 +21,7 @@ from PIL import Image
 from .checkpoint import save_tokenizer
 from .images import load_rgb, training_images, validation_images
 from .metrics import ms_ssim, psnr, ssim, to_unit
+from .hardware import Compute, resolve
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
 from .training import NO_BEST, RunConfig
 
@@ -96,30 +97,33 @@ class LevelQuantizer:
         """(B, D, h, w) latent -> (zq, indices) at `level` (the base level if None)."""
         lvl = self.levels[self.sizes[-1] if level is None else level]
         b, d, h, w = z.shape
-        idx = lvl.assign(z.float().permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
-        zq = F.embedding(idx, lvl.codebook).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-        return zq, idx
+        idx = lvl.assign(z.float().permute(0, 2, 3, 1).reshape(-1, d).cpu()).view(b, h, w)
+        zq = F.embedding(idx, lvl.codebook).permute(0, 3, 1, 2).to(z.device)
+        return zq.contiguous(memory_format=torch.channels_last), idx
 
 
 @torch.no_grad()
-def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None) -> dict:
+def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None,
+             compute: Compute | None = None) -> dict:
+    compute = compute or resolve("cpu")
     model.eval()
     psnrs, msssims, used = [], [], torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         h, w = x.shape[-2:]
-        xp = pad_to_multiple(x, model.config.factor).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        xp = pad_to_multiple(x, model.config.factor).to(compute.device).contiguous(memory_format=torch.channels_last)
+        with compute.autocast():
             z = model.encode_latent(xp)
         if quantizer is None:
             _, _, idx = model.quantize(z.float())
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with compute.autocast():
                 y = model.decode_indices(idx)
         else:
             zq, idx = quantizer(z)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with compute.autocast():
                 y = model.decode_code(zq)
-        y = torch.round(to_unit(y.float()[..., :h, :w]) * 255) / 255
+        idx = idx.cpu()
+        y = torch.round(to_unit(y.float().cpu()[..., :h, :w]) * 255) / 255
         psnrs.append(psnr(to_unit(x), y).item())
         msssims.append(ms_ssim(to_unit(x), y).item())
         used += torch.bincount(idx.flatten(), minlength=model.config.n_embed)
@@ -147,22 +151,25 @@ def _model(cfg: TrainConfig, resumed: dict | None, log) -> VQModel:
 
         initial, _ = load_tokenizer(Path(cfg.init))
         cfg.model = initial.config
-    model = VQModel(cfg.model).to(memory_format=torch.channels_last)
+    model = VQModel(cfg.model)
     if resumed is None and cfg.init:
         model.load_state_dict(initial.state_dict(), strict=False)
         model.quantize.initialised.fill_(True)
         model.quantize.ema_sum.copy_(model.quantize.embedding.weight.data)
         log(f"initialised from {cfg.init}")
-    return model
+    return model.to(memory_format=torch.channels_last)
 
 
-def _resume(state: dict, model: VQModel, optimizer, sampler: CropSampler) -> tuple[int, float]:
-    """Put last.pt's state back; -> (step, best validation PSNR)."""
+def _load_model_state(state: dict, model: VQModel) -> None:
     model.load_state_dict(state["model"])
     model.quantize.ema_count.copy_(state["ema_count"])
     model.quantize.ema_sum.copy_(state["ema_sum"])
     model.quantize.unused_steps.copy_(state["unused_steps"])
     model.quantize.initialised.fill_(True)
+
+
+def _resume(state: dict, optimizer, sampler: CropSampler) -> tuple[int, float]:
+    """Put last.pt's optimizer and generators back; -> (step, best validation PSNR)."""
     optimizer.load_state_dict(state["optimizer"])
     sampler.rng.bit_generator.state = state["sampler_rng"]
     torch.set_rng_state(state["torch_rng"])
@@ -174,17 +181,22 @@ def train(cfg: TrainConfig, log=print) -> Path:
     random.seed(cfg.seed)
     state = run.resumed
     model = _model(cfg, state, log)
+    compute = run.compute
+    dev = compute.device
     quantizer = None
     if cfg.decoder_only_levels:
         quantizer = LevelQuantizer(Path(cfg.decoder_only_levels), cfg.seed)
         for part in (model.encoder, model.quant_conv, model.quantize):
             part.requires_grad_(False)
         log(f"decoder fine-tuning: encoder and codebook frozen, levels {quantizer.sizes}")
+    if state is not None:  # load before moving: last.pt's tensors are on the CPU
+        _load_model_state(state, model)
+    model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     val_images = [load_rgb(p) for p in validation_images()[: cfg.val_images]]
-    step, best = _resume(state, model, optimizer, sampler) if state is not None else (0, NO_BEST)
+    step, best = _resume(state, optimizer, sampler) if state is not None else (0, NO_BEST)
     if state is not None:
         log(f"resumed from {run.state_path} at step {step}")
     (run.out / "config.json").write_text(json.dumps(
@@ -194,18 +206,18 @@ def train(cfg: TrainConfig, log=print) -> Path:
     hits = torch.zeros(cfg.model.n_embed)
 
     def train_step(lr: float) -> dict[str, float]:
-        x = sampler.batch(cfg.batch).contiguous(memory_format=torch.channels_last)
+        x = sampler.batch(cfg.batch).to(dev).contiguous(memory_format=torch.channels_last)
         if quantizer is None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with compute.autocast():
                 y, vq_loss, idx = model(x)
         else:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad(), compute.autocast():
                 z = model.encode_latent(x)
             level = quantizer.draw()
             zq, idx = quantizer(z, level)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with compute.autocast():
                 y = model.decode_code(zq)
-            vq_loss = torch.zeros(())
+            vq_loss = torch.zeros((), device=dev)
             if level != quantizer.sizes[-1]:
                 idx = idx[:0]  # codebook usage is reported for the base level only
         y = y.float()
@@ -218,7 +230,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        hits.add_(torch.bincount(idx.flatten(), minlength=cfg.model.n_embed))
+        hits.add_(torch.bincount(idx.flatten().cpu(), minlength=cfg.model.n_embed))
         return {"loss": loss.item(), "l1": l1.item(), "ssim": s.item(), "vq": vq_loss.item()}
 
     def perplexity() -> dict:
@@ -232,7 +244,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                        {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"]})
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
-                    validate=lambda: validate(model, val_images, quantizer),
+                    validate=lambda: validate(model, val_images, quantizer, compute),
                     score=lambda rec: rec["val_psnr"], save_best=save_best,
                     snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg),
                     val_every=cfg.val_every, window_extra=perplexity)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .hardware import Compute, resolve
+
 
 @dataclass
 class RunConfig:
@@ -37,14 +39,18 @@ class RunConfig:
     val_every: int = 250
     max_minutes: float = 0.0  # stop (after checkpointing) once this much wall time has passed; 0 = never
     init: str | None = None  # start a new run from these weights (e.g. the shipped ones), fresh optimizer
+    device: str = "auto"  # codec.hardware.resolve: CUDA where there is a GPU
+    precision: str = "auto"  # bf16 autocast only where it is native to the device
 
     @property
     def schedule(self) -> "Schedule":
         return Schedule(self.lr, self.steps, self.decay_start, self.warmup, self.min_lr_ratio)
 
     def start(self, log: Callable[[str], None] = print) -> "TrainingRun":
-        return TrainingRun(Path(self.out), self.threads, self.seed, log, self.checkpoint_minutes,
-                           self.max_minutes)
+        run = TrainingRun(Path(self.out), self.threads, self.seed, log, self.checkpoint_minutes,
+                          self.max_minutes, resolve(self.device, self.precision))
+        log(f"compute: {run.compute.summary()}")
+        return run
 
 
 @dataclass(frozen=True)
@@ -76,16 +82,18 @@ class TrainingRun:
     better), `save_best(record)`, and `snapshot(step, best) -> dict` (what last.pt holds)."""
 
     def __init__(self, out: Path, threads: int, seed: int, log: Callable[[str], None] = print,
-                 checkpoint_minutes: float = 5.0, max_minutes: float = 0.0):
+                 checkpoint_minutes: float = 5.0, max_minutes: float = 0.0, compute: Compute | None = None):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.log = log
+        self.compute = compute or Compute("cpu", "fp32")
         self.checkpoint_minutes, self.max_minutes = checkpoint_minutes, max_minutes
         self.state_path = self.out / "last.pt"
         # our own checkpoint (optimizer state, generator states): not a file from elsewhere
-        self.resumed: dict | None = (torch.load(self.state_path, weights_only=False)
+        # (tensors come back on the CPU: a run may resume on another device)
+        self.resumed: dict | None = (torch.load(self.state_path, weights_only=False, map_location="cpu")
                                      if self.state_path.exists() else None)
         self._logf = None
 

@@ -29,9 +29,11 @@ def _files(folder: Path | None) -> tuple[Path, Path]:
     return tokenizer, levels
 
 
-def load_codec(folder: Path | None = None, precision: str = "bf16") -> ImageCodec:
+def load_codec(folder: Path | None = None, precision: str = "auto", device: str = "auto") -> ImageCodec:
+    """The codec in `folder` (None: the shipped weights, or SIMNET_WEIGHTS); `precision` and
+    `device` as in codec.hardware.resolve."""
     tokenizer, levels = _files(folder)
-    return ImageCodec.from_files(tokenizer, levels, precision=precision)
+    return ImageCodec.from_files(tokenizer, levels, precision=precision, device=device)
 
 
 def available_levels(folder: Path | None = None) -> list[int]:

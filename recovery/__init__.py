@@ -49,9 +49,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
 
 def get_method(spec: str, **kwargs) -> Recovery:
     """A recovery method by name, e.g. 'neighbour', 'transformer' or 'transformer:1' (one-shot) or
-    'transformer:8:argmax'. The transformer loads its shipped weights (or `weights=`)."""
+    'transformer:8:argmax'. The transformer loads its shipped weights (or `weights=`); `precision=`
+    and `device=` place it (codec.hardware.resolve)."""
     name, options = parse_method(spec)
-    if name in BASELINES:
+    if name in BASELINES:  # they run on the CPU in integer and fp32 arithmetic
         return BASELINES[name]()
     from .transformer_recovery import TransformerRecovery
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codec.hardware import Compute, resolve
 from codec.training import NO_BEST, RunConfig
 
 from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
@@ -135,9 +136,10 @@ def validation_masks(grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
 
 @torch.no_grad()
 def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
-             seed: int = 1234) -> dict:
+             seed: int = 1234, compute: Compute | None = None) -> dict:
     """Top-1 accuracy on lost tokens, whole validation grids, `ratio` of tokens lost at random
     (one-shot prediction)."""
+    compute = compute or resolve("cpu")
     model.eval()
     masks = validation_masks(grids, ratio, seed)
     out = {}
@@ -145,9 +147,9 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
         hits = total = 0
         nll = sq = 0.0
         for g, m in zip(pool, masks[level]):
-            mask = torch.from_numpy(m)[None]
-            idx = torch.from_numpy(g)[None]
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            mask = torch.from_numpy(m)[None].to(compute.device)
+            idx = torch.from_numpy(g)[None].to(compute.device)
+            with compute.autocast():
                 logits = model(idx, mask, level, at=mask).float()
             hits += int((logits.argmax(-1) == idx[mask]).sum())
             nll += float(F.cross_entropy(logits, idx[mask], reduction="sum"))
@@ -211,9 +213,8 @@ def _model(cfg: RecoveryTrainConfig, resumed: dict | None, levels: tuple[int, ..
     return model
 
 
-def _resume(state: dict, model: MaskedTokenTransformer, optimizer, sampler: GridSampler) -> tuple[int, float]:
-    """Put last.pt's state back; -> (step, best validation score)."""
-    model.load_state_dict(state["model"])
+def _resume(state: dict, optimizer, sampler: GridSampler) -> tuple[int, float]:
+    """Put last.pt's optimizer and generators back; -> (step, best validation score)."""
     optimizer.load_state_dict(state["optimizer"])
     sampler.rng.bit_generator.state = state["sampler_rng"]
     torch.set_rng_state(state["torch_rng"])
@@ -233,9 +234,13 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         if codebooks is None:
             raise ValueError("a transformer with code_dim > 0 needs the codec's codebooks")
         model.set_codebooks(codebooks)
+    compute, dev = run.compute, run.compute.device
+    if state is not None:  # load before moving: last.pt's tensors are on the CPU
+        model.load_state_dict(state["model"])
+    model.to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
     sampler = GridSampler(grids, cfg.crop, cfg.seed)
-    step, best = _resume(state, model, optimizer, sampler) if state is not None else (0, NO_BEST)
+    step, best = _resume(state, optimizer, sampler) if state is not None else (0, NO_BEST)
     if state is not None:
         log(f"resumed from {run.state_path} at step {step}")
     log(f"transformer: {count_parameters(model) / 1e6:.2f} M parameters, levels {list(cfg.model.levels)}, "
@@ -246,8 +251,9 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
 
     def train_step(lr: float) -> dict[str, float]:
         level, tokens, masks = sampler.batch(cfg.batch)
+        tokens, masks = tokens.to(dev), masks.to(dev)
         offset = sampler.offset(cfg.model.max_side)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with compute.autocast():
             lost_logits = model(tokens, masks, level, offset, at=masks).float()
         targets = tokens[masks]
         loss = F.cross_entropy(lost_logits, targets)
@@ -266,7 +272,7 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
                 "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
-                    validate=lambda: validate(model, val_grids), score=validation_score,
+                    validate=lambda: validate(model, val_grids, compute=compute), score=validation_score,
                     save_best=lambda rec: save_transformer(model, run.out / "best.safetensors",
                                                            {**(extra_info or {}), "crop": cfg.crop, **rec}),
                     snapshot=snapshot, val_every=cfg.val_every)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.hardware import resolve
 from codec.safe_weights import check_state, file_checksum, read_weights, save_weights
 from codec.tokens import LossyTokenGrid, nearest_codes
 
@@ -84,8 +85,9 @@ class TransformerRecovery:
     name = "transformer"
 
     def __init__(self, model: MaskedTokenTransformer, steps: int = DEFAULT_STEPS, temperature: float = 0.0,
-                 seed: int = 0, precision: str = "bf16", checksum: str | None = None,
-                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW):
+                 seed: int = 0, precision: str = "auto", checksum: str | None = None,
+                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW, device: str = "auto"):
+        """`precision` and `device` as in codec.hardware.resolve (auto: bf16 only where native)."""
         if steps < 1:
             raise RecoveryError(f"decoding steps must be >= 1, got {steps}")
         if decision not in DECISIONS:
@@ -96,11 +98,13 @@ class TransformerRecovery:
         if window is not None and window < 1:
             raise RecoveryError(f"attention window must be >= 1 token, got {window}")
         self.window = window  # None: attend across the whole grid
-        self.precision = precision
+        self.compute = resolve(device, precision)
+        self.precision, self.device = self.compute.precision, self.compute.device
         self.checksum = checksum
         # autocast would cast every weight to bf16 again on every call (measured: the largest
         # single cost of a step); a copy that holds the matrices in bf16 gives the same numbers
-        self.net = bf16_matrices(self.model) if precision == "bf16" else self.model
+        net = bf16_matrices(self.model) if self.precision == "bf16" else self.model
+        self.net = net if self.device == "cpu" else copy.deepcopy(net).to(self.device)
 
     @classmethod
     def from_weights(cls, weights: Path | None = None, **kwargs) -> "TransformerRecovery":
@@ -133,8 +137,9 @@ class TransformerRecovery:
         tiles_idx, tiles_miss = cut(idx), cut(missing)
         at = tiles_miss & (cut(owner) == torch.arange(len(origins))[:, None, None])
         positions = cut(torch.arange(h * w).view(h, w))[at]
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self.net(tiles_idx, tiles_miss, level, at=at).float()
+        dev = self.device
+        with torch.no_grad(), self.compute.autocast():
+            logits = self.net(tiles_idx.to(dev), tiles_miss.to(dev), level, at=at.to(dev)).float().cpu()
         return logits, positions
 
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:

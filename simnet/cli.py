@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from codec.hardware import tune_allocator
+
 from .commands import bench, coding, evaluation, experiments, mqtt, training
 from .errors import expected_errors
 
@@ -27,6 +29,7 @@ for command in (coding.encode, coding.decode, coding.info, evaluation.eval_cmd, 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tune_allocator()
     try:
         result = app.main(args=argv, prog_name="simnet", standalone_mode=False)
         if isinstance(result, int):

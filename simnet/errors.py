@@ -14,6 +14,7 @@ def expected_errors() -> tuple[type, ...]:
     from codec.bitstream import BitstreamError
     from codec.checkpoint import CheckpointError
     from codec.entropy import EntropyError
+    from codec.hardware import HardwareError
     from codec.images import ImageError
     from codec.packets import PacketError
     from recovery.base import RecoveryError
@@ -25,4 +26,5 @@ def expected_errors() -> tuple[type, ...]:
     from .network.loss_models import LossModelError
 
     return (UserError, BitstreamError, CheckpointError, EntropyError, ImageError, PacketError,
-            RecoveryError, LossModelError, ResultsError, ScenarioError, MqttError, MetricsUnavailable)
+            RecoveryError, LossModelError, ResultsError, ScenarioError, MqttError, MetricsUnavailable,
+            HardwareError)

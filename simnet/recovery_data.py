@@ -11,7 +11,7 @@ import torch
 
 from codec.image_codec import ImageCodec
 from codec.images import load_rgb, validation_images
-from codec.train_levels import image_latents, training_latents, training_rgb
+from codec.train_levels import image_latents, latents_cache, training_latents, training_rgb
 
 # Each training photo is tokenised four ways: as it is, mirrored, and both shifted by half a
 # token (8 px), which moves every token boundary. The transformer sees four times the grids,
@@ -47,7 +47,7 @@ def augmented_latents(codec: ImageCodec, cache: Path, log=print) -> list[torch.T
     model = codec.model.eval().to(memory_format=torch.channels_last)
     latents = []
     for i, (_, rgb) in enumerate(training_rgb()):
-        latents.extend(image_latents(model, _variant(rgb, v)) for v in VARIANTS)
+        latents.extend(image_latents(model, _variant(rgb, v), codec.compute) for v in VARIANTS)
         if (i + 1) % 100 == 0:
             log(f"encoded {i + 1} training images x {len(VARIANTS)} variants")
     from safetensors.torch import save_file
@@ -59,9 +59,9 @@ def augmented_latents(codec: ImageCodec, cache: Path, log=print) -> list[torch.T
 
 def training_grids(codec: ImageCodec, cache_dir: Path = Path("runs/cache"), log=print):
     # the plain latents share the cache `simnet train levels` fills (keyed by the tokenizer file)
-    key = codec.tokenizer_checksum[:12]
-    latents = training_latents(codec.model, cache_dir / f"latents-{key}.safetensors", log)
-    latents += augmented_latents(codec, cache_dir / f"latents-augmented-{key}.safetensors", log)
+    key, compute = codec.tokenizer_checksum, codec.compute
+    latents = training_latents(codec.model, latents_cache(key, compute, cache_dir), log, compute)
+    latents += augmented_latents(codec, latents_cache(key, compute, cache_dir, "latents-augmented"), log)
     return latents_to_grids(codec, latents)
 
 

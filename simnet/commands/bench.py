@@ -11,14 +11,18 @@ import click
 from ..errors import UserError
 
 SCRIPTS = {"all": "run_all.py", "network": "network_speed.py", "codec": "codec_speed.py",
-           "memory": "long_run_memory.py"}
+           "recovery": "recovery_speed.py", "memory": "long_run_memory.py"}
+TAKES_DEVICE = ("all", "codec", "recovery")  # the others run no model or run `simnet run`
 
 
 @click.command()
 @click.argument("which", type=click.Choice(list(SCRIPTS)), default="all")
-def bench(which):
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the models run; each timing is taken at both precisions (bf16 and fp32).")
+def bench(which, device):
     """The performance figures, each as a ratio against a baseline measured in the same run
-    (runs the scripts in benchmarks/ of a source checkout).
+    (runs the scripts in benchmarks/ of a source checkout); the CPU capability and the device
+    come with them.
 
     \b
     Example: simnet bench network
@@ -26,4 +30,5 @@ def bench(which):
     root = Path(__file__).resolve().parents[2] / "benchmarks"
     if not root.is_dir():
         raise UserError(f"{root}: benchmarks/ not found; run from a source checkout of simnet")
-    return subprocess.call([sys.executable, str(root / SCRIPTS[which])])
+    extra = ["--device", device] if which in TAKES_DEVICE else []
+    return subprocess.call([sys.executable, str(root / SCRIPTS[which]), *extra])

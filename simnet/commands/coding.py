@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import level_option, load_codec_at, out_console, read_bytes, weights_option
+from .common import (device_option, level_option, load_codec_at, out_console, precision_option, read_bytes,
+                     weights_option)
 
 
 @click.command()
@@ -16,7 +17,9 @@ from .common import level_option, load_codec_at, out_console, read_bytes, weight
 @click.argument("out", type=Path)
 @level_option
 @weights_option
-def encode(image: Path, out: Path, level: int, weights: Path | None):
+@device_option()
+@precision_option()
+def encode(image: Path, out: Path, level: int, weights: Path | None, device: str, precision: str):
     """Encode IMAGE to the .vqb bitstream OUT.
 
     \b
@@ -25,19 +28,21 @@ def encode(image: Path, out: Path, level: int, weights: Path | None):
     from codec.images import load_rgb
 
     rgb = load_rgb(image)
-    codec = load_codec_at(weights, level)
+    codec = load_codec_at(weights, level, precision, device)
     data = codec.to_bytes(codec.encode(rgb, level))
     out.write_bytes(data)
     pixels = rgb.shape[0] * rgb.shape[1]
     out_console.print(f"{image} -> {out}: {rgb.shape[1]}x{rgb.shape[0]}, K={level}, "
-                      f"{len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp")
+                      f"{len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp ({codec.device}, {codec.precision})")
 
 
 @click.command()
 @click.argument("bitstream", type=Path)
 @click.argument("out", type=Path)
 @weights_option
-def decode(bitstream: Path, out: Path, weights: Path | None):
+@device_option()
+@precision_option()
+def decode(bitstream: Path, out: Path, weights: Path | None, device: str, precision: str):
     """Decode the .vqb BITSTREAM to the image OUT (PNG recommended).
 
     \b
@@ -45,13 +50,14 @@ def decode(bitstream: Path, out: Path, weights: Path | None):
     """
     from codec.images import save_rgb
 
-    codec = load_codec_at(weights)
+    codec = load_codec_at(weights, None, precision, device)
     header, grid = codec.from_bytes(read_bytes(bitstream))
     try:
         save_rgb(codec.decode(grid), out)
     except (ValueError, OSError) as e:
         raise UserError(f"{out}: cannot write image ({e})") from None
-    out_console.print(f"{bitstream} -> {out}: {header.width}x{header.height}, K={header.level}")
+    out_console.print(f"{bitstream} -> {out}: {header.width}x{header.height}, K={header.level} "
+                      f"({codec.device}, {codec.precision})")
 
 
 @click.command()

@@ -17,20 +17,39 @@ out_console = Console()  # results
 weights_option = click.option("--weights", type=Path, default=None,
                               help="Folder with tokenizer.safetensors and levels.safetensors "
                                    "(default: the shipped weights).")
+def device_option(default: str | None = "auto"):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default,
+                        show_default=default is not None,
+                        help="Where the models run (auto: CUDA if torch sees a GPU, else the CPU)"
+                             + ("" if default else "; default: the scenario's codec.device") + ".")
+
+
+def precision_option(default: str | None = "auto"):
+    return click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=default,
+                        show_default=default is not None,
+                        help="Model precision (auto: bf16 only where the device has it natively, else fp32)"
+                             + ("" if default else "; default: the scenario's codec.precision") + ".")
+
+
 level_option = click.option("--codebook", "--level", "-k", "level", type=int, default=1024, show_default=True,
                             help="Codebook level K.")
 
 
-def load_codec_at(weights: Path | None, level: int | None = None):
+def load_codec_at(weights: Path | None, level: int | None = None, precision: str = "auto",
+                  device: str = "auto"):
     """The codec from `weights` (None: shipped), with `level` (the --codebook option) checked."""
     from codec.zoo import load_codec
 
     from ..experiment.setup import check_level
 
-    codec = load_codec(weights)
+    codec = load_codec(weights, precision, device)
     if level is not None:
         check_level(level, codec.level_sizes, "--codebook")
     return codec
+
+
+def say_compute(compute) -> None:
+    console.print(f"compute: {compute.summary()}", highlight=False)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import console, level_option, out_console, parse_floats, print_summary, weights_option
+from .common import (console, device_option, level_option, out_console, parse_floats, precision_option,
+                     print_summary, say_compute, weights_option)
 
 
 def _methods(text: str) -> list[str]:
@@ -54,8 +55,8 @@ def _iqa_metrics(names: str | None):
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also measure JPEG/WebP, and downscaled WebP at the VQ codec's rate.")
 @click.option("--json", "json_out", type=Path, default=None, help="Write the results JSON here.")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
-              help="Convolution precision.")
+@device_option()
+@precision_option()
 @click.option("--rate-lambda", type=click.FloatRange(min=0), default=None,
               help="Rate-distortion trade-off of the code assignment (0: nearest code; default: the "
                    "level's shipped value).")
@@ -64,7 +65,7 @@ def _iqa_metrics(names: str | None):
               "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
 @weights_option
 def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             precision, rate_lambda, iqa, weights):
+             device, precision, rate_lambda, iqa, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -85,13 +86,14 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     list_images(images)  # a missing or empty folder fails here, before the weights load
     extra_metrics = _iqa_metrics(iqa)
     setup = prepare(weights, precision, level, method_list if any(r > 0 for r in loss_rates) else [],
-                    "--codebook")
+                    "--codebook", device)
+    say_compute(setup.codec.compute)
     opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
                        rate_lambda=rate_lambda, iqa=extra_metrics)
     out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
     shipped_lambda = setup.codec.level(level).rate_lambda
     meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
-                     images=str(images), codebook=level, precision=precision,
+                     images=str(images), codebook=level, **setup.compute,
                      rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
                      burst=burst, **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
     mean_fields = tuple(extra_metrics.fields) if extra_metrics else ()

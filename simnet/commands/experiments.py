@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import console, out_console, print_summary
+from .common import console, device_option, out_console, precision_option, print_summary, say_compute
 
 
 def _progress_columns(label: str | None = None):
@@ -25,7 +25,10 @@ def _progress_columns(label: str | None = None):
               help="Folder for NAME.json, NAME.pdf and NAME-images/.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--no-pdf", is_flag=True, help="Write the JSON only.")
-def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool):
+@device_option(None)
+@precision_option(None)
+def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: str | None,
+        precision: str | None):
     """Run one scenario: progress, a summary table, then OUT/NAME.json and OUT/NAME.pdf.
 
     \b
@@ -41,15 +44,17 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool):
     from ..experiment.scenario import load_scenario
     from ..experiment.setup import scenario_setup
 
-    scenario = load_scenario(scenario_file)
+    scenario = load_scenario(scenario_file).with_compute(device, precision)
     seed = scenario.seed if seed is None else seed
     started = time.perf_counter()
     setup = scenario_setup(scenario)
+    say_compute(setup.codec.compute)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{scenario.name}.json"
-    meta = make_meta(["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else []),
-                     seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
-                     methods=list(setup.recoveries))
+    command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
+    command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
+    meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
+                     methods=list(setup.recoveries), **setup.compute)
     with ResultsWriter(json_path, meta) as writer, Progress(*_progress_columns(), console=console,
                                                            transient=True) as progress:
         tasks = {}
@@ -84,7 +89,9 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool):
                    "cluster of worker processes on this machine.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-pdf", is_flag=True, help="Write the JSON only.")
-def sweep(scenario_files, out, workers, scheduler, seed, no_pdf):
+@device_option(None)
+@precision_option(None)
+def sweep(scenario_files, out, workers, scheduler, seed, no_pdf, device, precision):
     """Many scenarios x loss rates x seeds in parallel; one merged JSON and PDF.
 
     \b
@@ -101,8 +108,10 @@ def sweep(scenario_files, out, workers, scheduler, seed, no_pdf):
     with Progress(*_progress_columns("sweep"), console=console, transient=True) as progress:
         task = progress.add_task("sweep", total=None)
         summary = run_sweep(list(scenario_files), out, seed, workers, scheduler,
-                            ["simnet", "sweep"] + [str(p) for p in scenario_files],
-                            lambda i, n: progress.update(task, completed=i, total=n))
+                            ["simnet", "sweep"] + [str(p) for p in scenario_files]
+                            + [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v],
+                            lambda i, n: progress.update(task, completed=i, total=n),
+                            device=device, precision=precision)
     print_summary(summary)
     out_console.print(f"wrote {out}")
     if not no_pdf:

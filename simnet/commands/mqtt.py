@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (console, level_option, load_codec_at, out_console, parse_size, recovery_spec,
-                     weights_option)
+from .common import (console, device_option, level_option, load_codec_at, out_console, parse_size,
+                     precision_option, recovery_spec, say_compute, weights_option)
 
 
 @click.group("mqtt")
@@ -71,8 +71,10 @@ def _channel_from(scenario_file, loss_rate, seed):
 @click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Override the channel's loss rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @weights_option
+@device_option()
+@precision_option()
 def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, stream, images, frames, fps,
-              size, level, max_tokens, channel_file, loss, seed, weights):
+              size, level, max_tokens, channel_file, loss, seed, weights, device, precision):
     """Publish frames as packets on simnet/STREAM/packets; print the receiver's reports.
 
     \b
@@ -85,7 +87,8 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     frame_size = parse_size(size)
     channel = _channel_from(channel_file, loss, seed)
-    codec = load_codec_at(weights, level)
+    codec = load_codec_at(weights, level, precision, device)
+    say_compute(codec.compute)
     stats = asyncio.run(send_stream(options, stream, _source_frames(images, frame_size, frames), codec,
                                     level, fps, channel, max_tokens=max_tokens,
                                     log=lambda s: console.print(s)))
@@ -110,8 +113,10 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--idle-timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @weights_option
+@device_option()
+@precision_option()
 def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive, stream, deadline, recovery,
-                 view_port, view_host, save, frames, idle_timeout, weights):
+                 view_port, view_host, save, frames, idle_timeout, weights, device, precision):
     """Reassemble, recover and decode frames from simnet/STREAM/packets; serve a live view.
 
     \b
@@ -124,8 +129,10 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
     from ..mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
 
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
-    codec = load_codec_at(weights)
-    receiver = StreamReceiver(codec, get_method(recovery), deadline / 1e3, stream, save)
+    codec = load_codec_at(weights, None, precision, device)
+    method = get_method(recovery, precision=codec.precision, device=codec.device)
+    say_compute(codec.compute)
+    receiver = StreamReceiver(codec, method, deadline / 1e3, stream, save)
     server = None
     if view_port:
         try:
@@ -180,7 +187,9 @@ def mqtt_relay(broker, username, password, ca_file, client_id, qos, keepalive, s
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option("--size", default="256x384", show_default=True)
 @weights_option
-def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights):
+@device_option()
+@precision_option()
+def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights, device, precision):
     """One machine: an embedded broker, a sender at LOSS packet loss (bursty, lossy20's channel),
     a receiver and its live view, from one command.
 
@@ -191,6 +200,6 @@ def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights):
 
     from ..mqtt.demo import run_demo
 
-    stats = asyncio.run(run_demo(load_codec_at(weights), frames, fps, loss, recovery, view_port, parse_size(size),
+    stats = asyncio.run(run_demo(load_codec_at(weights, None, precision, device), frames, fps, loss, recovery, view_port, parse_size(size),
                                  log=lambda s: out_console.print(s)))
     out_console.print(json.dumps(stats, indent=1))

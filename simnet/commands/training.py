@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import out_console, weights_option
+from .common import device_option, out_console, precision_option, weights_option
 
 
 @click.group()
@@ -44,8 +44,10 @@ def _check_training_data() -> None:
 @click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
               help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
                    "A resumed or --init run keeps its model's.")
+@device_option()
+@precision_option()
 def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight,
-                    decoder_levels, threads, norm_groups):
+                    decoder_levels, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -70,6 +72,7 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
         raise UserError(f"--norm-groups {norm_groups}: {e}") from None
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
                       lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
+                      device=device, precision=precision,
                       l2_weight=l2_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None)
     train(cfg, log=lambda s: out_console.print(s, highlight=False))
@@ -86,7 +89,9 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
 @click.option("--refine-base/--keep-base", default=False, show_default=True,
               help="Also refine the base level's codebook on the training latents.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
+@device_option()
+@precision_option()
+def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed, device, precision):
     """Cluster the tokenizer's codebook into smaller levels and learn each level's prior.
 
     \b
@@ -108,7 +113,7 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
         if int(k) not in level_sizes:
             raise UserError(f"--target-bits {item}: level {k} is not among --sizes {sizes}")
     make_levels(tokenizer, out, level_sizes, refine, seed, log=lambda s: out_console.print(s),
-                target_bits=targets, refine_base=refine_base)
+                target_bits=targets, refine_base=refine_base, device=device, precision=precision)
 
 
 @train.command("recovery")
@@ -130,8 +135,10 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed):
 @click.option("--vector-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Weight of the mean-code-vector error beside the cross-entropy (code vectors only).")
 @weights_option
+@device_option()
+@precision_option()
 def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads,
-                   code_vectors, vector_weight, weights):
+                   code_vectors, vector_weight, weights, device, precision):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -146,7 +153,7 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
     _check_training_data()
     if width % 8:
         raise UserError(f"--width {width}: must be a multiple of 8 (the attention heads)")
-    codec = load_codec(weights)
+    codec = load_codec(weights, precision, device)
     log = lambda s: out_console.print(s, highlight=False)
     grids = training_grids(codec, log=log)
     val = validation_grids(codec)
@@ -154,7 +161,8 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
         raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
                               max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
-                              threads=threads, vector_weight=vector_weight, model=TransformerConfig(
+                              threads=threads, vector_weight=vector_weight, device=device,
+                              precision=precision, model=TransformerConfig(
                                   n_layer=layers, n_embd=width,
                                   code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0,
                                   local_features=code_vectors))

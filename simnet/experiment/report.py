@@ -267,26 +267,35 @@ def _grid_pages(pdf, doc, json_path):
             frame += 1
 
 
-def _grid_page(pdf, folder, frame, rates, methods, seed, scenario):
+def _grid_page(pdf, folder, frame, rates, methods, seed, scenario, tile_width=250, gap=6):
+    """One frame at each loss rate (rows): original, lossless decode, lost tokens, each method.
+    The tiles are resized once (Lanczos) and drawn as one image: one picture to compress in the
+    PDF instead of one per tile."""
     cols = ["original", "lossless", "lost tokens"] + methods
-    fig, axes = plt.subplots(max(1, len(rates)), len(cols), figsize=PAGE, squeeze=False)
+    rows = max(1, len(rates))
+    first = np.asarray(Image.open(folder / f"f{frame}-original.png"))
+    tile_height = max(1, round(tile_width * first.shape[0] / first.shape[1]))
+    canvas = np.full((rows * (tile_height + gap) - gap, len(cols) * (tile_width + gap) - gap, 3), 255, np.uint8)
     for i, rate in enumerate(rates):
         files = [f"f{frame}-original.png", f"f{frame}-lossless.png", f"f{frame}-r{rate:g}-mask.png"]
         files += [f"f{frame}-r{rate:g}-{m}.png" for m in methods]
-        for j, (col, name) in enumerate(zip(cols, files)):
-            ax = axes[i][j]
-            ax.axis("off")
+        for j, name in enumerate(files):
             if (folder / name).exists():
-                ax.imshow(np.asarray(Image.open(folder / name)))
-            if i == 0:
-                ax.set_title(col, fontsize=8)
-            if j == 0:
-                ax.text(-0.05, 0.5, f"loss {rate:g}", transform=ax.transAxes, rotation=90,
-                        va="center", ha="right", fontsize=8)
+                tile = Image.open(folder / name).convert("RGB").resize((tile_width, tile_height), Image.LANCZOS)
+                y, x = i * (tile_height + gap), j * (tile_width + gap)
+                canvas[y:y + tile_height, x:x + tile_width] = np.asarray(tile)
+    fig = plt.figure(figsize=PAGE)
+    ax = fig.add_axes([0.06, 0.03, 0.92, 0.88])
+    ax.imshow(canvas, interpolation="none")
+    ax.axis("off")
+    for j, col in enumerate(cols):
+        ax.text((j + 0.5) * (tile_width + gap), -8, col, ha="center", va="bottom", fontsize=8)
+    for i, rate in enumerate(rates):
+        ax.text(-8, (i + 0.5) * (tile_height + gap), f"loss {rate:g}", rotation=90, ha="right",
+                va="center", fontsize=8)
     prefix = f"{scenario}: " if scenario else ""
     fig.suptitle(f"{prefix}frame {frame} at each target loss rate (seed {seed})")
-    fig.tight_layout()
-    pdf.savefig(fig, dpi=150)
+    pdf.savefig(fig)
     plt.close(fig)
 
 

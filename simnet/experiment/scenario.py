@@ -38,7 +38,9 @@ class SourceConfig(Strict):
 class CodecConfig(Strict):
     # the codebook level K; `codebook:` is the key's older name, still read
     level: int = Field(1024, validation_alias=AliasChoices("level", "codebook"))
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # bf16 only where the hardware has it natively (auto), or forced; auto device: CUDA if present
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = None  # folder with tokenizer/levels weights; default: shipped
 
 
@@ -100,6 +102,13 @@ class Scenario(Strict):
                 except LossModelError as e:
                     raise ValueError(f"sweep.loss_rate: {e}") from None
         return self
+
+    def with_compute(self, device: str | None = None, precision: str | None = None) -> "Scenario":
+        """This scenario with the command line's --device / --precision (None: keep the file's)."""
+        update = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+        if not update:
+            return self
+        return self.model_copy(update={"codec": self.codec.model_copy(update=update)})
 
     def resolve(self, relative: str | None) -> Path | None:
         """A path from the scenario, relative to the scenario file's folder."""

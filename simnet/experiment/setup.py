@@ -21,6 +21,11 @@ class Setup:
     recoveries: dict[str, Recovery]  # spec (e.g. "transformer:8") -> method, in the user's order
 
     @property
+    def compute(self) -> dict:
+        """Device, precision and CPU capability, for the results' meta."""
+        return self.codec.compute.describe()
+
+    @property
     def checksums(self) -> dict[str, str]:
         """sha256 of the codec's weights and of each recovery model that has weights."""
         out = {"codec": self.codec.checksum}
@@ -33,12 +38,15 @@ def check_level(level: int, have: list[int], where: str) -> None:
         raise UserError(f"{where}: level {level} is not available (have {have})")
 
 
-def prepare(weights: Path | None, precision: str, level: int, methods: list[str], where: str) -> Setup:
-    """Load the codec (`weights` None: the shipped ones) and the recoveries; `where` names the
-    option or key that chose `level`, for the error when the codec lacks it."""
-    codec = load_codec(weights, precision)
+def prepare(weights: Path | None, precision: str, level: int, methods: list[str], where: str,
+            device: str = "auto") -> Setup:
+    """Load the codec (`weights` None: the shipped ones) and the recoveries, on one device at one
+    precision (codec.hardware.resolve); `where` names the option or key that chose `level`, for
+    the error when the codec lacks it."""
+    codec = load_codec(weights, precision, device)
     check_level(level, codec.level_sizes, where)
-    return Setup(codec, level, {spec: get_method(spec) for spec in methods})
+    recoveries = {spec: get_method(spec, precision=codec.precision, device=codec.device) for spec in methods}
+    return Setup(codec, level, recoveries)
 
 
 def level_key(scenario: Scenario) -> str:
@@ -47,7 +55,8 @@ def level_key(scenario: Scenario) -> str:
 
 def scenario_setup(scenario: Scenario) -> Setup:
     return prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
-                   scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario))
+                   scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario),
+                   scenario.codec.device)
 
 
 def check_scenario(scenario: Scenario) -> None:

@@ -53,14 +53,16 @@ def run_job(job: Job) -> dict:
                         points=[(job.rate, job.seed_index)], include_lossless=job.first)
     return {"records": sink.records, "runs": [{"scenario": job.scenario.name, **r} for r in info["runs"]],
             "info": {k: v for k, v in info.items() if k not in ("runs", "timings")},
-            "scenario": job.scenario.name, "checksums": setup.checksums}
+            "scenario": job.scenario.name, "checksums": setup.checksums, "compute": setup.compute}
 
 
-def load_scenarios(paths: list[Path]) -> list[Scenario]:
-    """Every scenario loaded and checked (schema, files, codebook level) before any work starts."""
+def load_scenarios(paths: list[Path], device: str | None = None, precision: str | None = None
+                   ) -> list[Scenario]:
+    """Every scenario loaded and checked (schema, files, codebook level) before any work starts;
+    `device` and `precision` (the command line's) replace the files' where given."""
     scenarios, names = [], set()
     for path in paths:
-        scenario = load_scenario(path)
+        scenario = load_scenario(path).with_compute(device, precision)
         if scenario.name in names:
             raise ScenarioError(f"{path}: name: another scenario of this sweep is also named "
                                 f"{scenario.name!r}")
@@ -129,10 +131,11 @@ def _run_locally(jobs: list[Job], workers: int, progress) -> list[dict]:
 
 
 def run_sweep(paths: list[Path], out_json: Path, seed: int = 0, workers: int | None = None,
-              scheduler: str | None = None, command: list[str] | None = None, progress=None) -> list[dict]:
+              scheduler: str | None = None, command: list[str] | None = None, progress=None,
+              device: str | None = None, precision: str | None = None) -> list[dict]:
     """Run every job, locally or on Dask (`scheduler`: an address, or "local" for a cluster on
     this machine), and merge them into `out_json`; returns the summary."""
-    scenarios = load_scenarios(paths)
+    scenarios = load_scenarios(paths, device, precision)
     image_root = out_json.with_name(out_json.stem + "-images")
     workers = workers or os.cpu_count() or 1
     # One thread per job whatever the worker count: convolution results can differ in the last
@@ -145,8 +148,10 @@ def run_sweep(paths: list[Path], out_json: Path, seed: int = 0, workers: int | N
 
 def _merge(results: list[dict], scenarios: list[Scenario], paths: list[Path], out_json: Path,
            seed: int, command: list[str] | None) -> list[dict]:
-    checksums, names, runs, info = {}, [], [], {}
+    checksums, names, runs, info, computes = {}, [], [], {}, []
     for r in results:
+        if r["compute"] not in computes:
+            computes.append(r["compute"])
         checksums.update(r["checksums"])
         if r["scenario"] not in names:
             names.append(r["scenario"])
@@ -158,7 +163,9 @@ def _merge(results: list[dict], scenarios: list[Scenario], paths: list[Path], ou
     meta = make_meta(command or ["simnet", "sweep"] + [str(p) for p in paths], seed, checksums,
                      scenarios=names, methods=methods, torch_threads=1,
                      scenario={"name": out_json.stem, "description": "sweep of " + ", ".join(names)},
-                     scenario_configs={s.name: s.model_dump(mode="json") for s in scenarios})
+                     scenario_configs={s.name: s.model_dump(mode="json") for s in scenarios},
+                     # one machine kind: its figures; several (a mixed cluster): each, listed
+                     **(computes[0] if len(computes) == 1 else {"computes": computes}))
     writer = ResultsWriter(out_json, meta)
     for r in results:
         for rec in r["records"]:

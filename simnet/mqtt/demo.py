@@ -28,7 +28,8 @@ def demo_channel(loss: float, seed: int = 0) -> LiveChannel:
 
 async def run_demo(codec, frames: int, fps: float, loss: float, recovery: str, view_port: int,
                    size: tuple[int, int], log=print, level: int = 1024) -> dict:
-    method = get_method(recovery)  # missing weights fail here, before a broker is running
+    # missing weights fail here, before a broker is running
+    method = get_method(recovery, precision=codec.precision, device=codec.device)
     broker = await EmbeddedBroker().start()
     options = ConnectionOptions(broker.host, broker.port)
     receiver = StreamReceiver(codec, method, deadline=0.15, stream="demo")
