@@ -85,6 +85,7 @@ def peak_memory_child(weights: str | None, size: int, precision: str, device: st
     rgb = test_image(size, size)
     grid = codec.encode(rgb, 1024)
     decoded = codec.decode(grid)
+    # the high-water mark before any untiled decode below
     out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
            "tiled": codec._tiled(*grid.shape)}
     if seams:

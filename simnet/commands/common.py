@@ -96,6 +96,10 @@ def recovery_spec(ctx, param, value):
 
 def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> None:
     """Mean figures per (scenario, method, level, loss rate) as a table on standard output."""
+    from ..experiment.metrics import METRICS
+
+    extra_fields = tuple(extra_fields) or tuple(
+        m.field for m in METRICS.values() if any(m.field in row for row in summary))
     several = len({row["scenario"] for row in summary}) > 1
     table = Table(title="mean over images")
     columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",

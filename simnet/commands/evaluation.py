@@ -24,6 +24,19 @@ def _methods(text: str) -> list[str]:
     return methods
 
 
+def metric_set(names: str):
+    """The --metrics set; those that cannot run here are named and left out."""
+    from ..experiment.metrics import MetricError, MetricSet
+
+    try:
+        metrics = MetricSet(names)
+    except MetricError as e:
+        raise UserError(f"--metrics: {e}") from None
+    for name, why in metrics.unavailable.items():
+        console.print(f"[yellow]--metrics: {name} cannot run here and is left out ({why})[/]")
+    return metrics
+
+
 def _iqa_metrics(names: str | None):
     """pyiqa's metrics by name, or None; those that cannot run here are named and left out."""
     if not names:
@@ -60,12 +73,15 @@ def _iqa_metrics(names: str | None):
 @click.option("--rate-lambda", type=click.FloatRange(min=0), default=None,
               help="Rate-distortion trade-off of the code assignment (0: nearest code; default: the "
                    "level's shipped value).")
+@click.option("--metrics", "metric_names", default="psnr,ms_ssim", show_default=True,
+              help="Image-quality metrics, comma separated: psnr, ms_ssim (always), butteraugli, "
+                   "ssimulacra, flip, cvvdp (docs/metrics.md; one that cannot run here is named and left out).")
 @click.option("--iqa", default=None, help="Also these pyiqa metrics, comma separated (e.g. "
               "fsim,vif,gmsd,lpips,dists); needs pyiqa's own environment (`make iqa`). A metric "
               "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
 @weights_option
 def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             device, precision, rate_lambda, iqa, weights):
+             device, precision, rate_lambda, metric_names, iqa, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -76,6 +92,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     from codec.images import list_images
 
     from ..experiment.evaluate import EvalOptions, evaluate_folder
+    from ..experiment.metrics import combine
     from ..experiment.results import ResultsWriter, make_meta
     from ..experiment.setup import prepare
 
@@ -84,23 +101,26 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     if burst is not None and burst < 1:
         raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
     list_images(images)  # a missing or empty folder fails here, before the weights load
+    metrics = metric_set(metric_names)
     extra_metrics = _iqa_metrics(iqa)
     setup = prepare(weights, precision, level, method_list if any(r > 0 for r in loss_rates) else [],
                     "--codebook", device)
     say_compute(setup.codec.compute)
     opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
-                       rate_lambda=rate_lambda, iqa=extra_metrics)
+                       rate_lambda=rate_lambda, extra=combine(metrics, extra_metrics))
     out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
     shipped_lambda = setup.codec.level(level).rate_lambda
     meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
                      images=str(images), codebook=level, **setup.compute,
                      rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
-                     burst=burst, **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
-    mean_fields = tuple(extra_metrics.fields) if extra_metrics else ()
+                     burst=burst, metrics=metrics.describe(),
+                     **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
+    mean_fields = tuple(metrics.fields) + (tuple(extra_metrics.fields) if extra_metrics else ())
     with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         evaluate_folder(setup, images, opts, writer,
                         lambda i, n, name: progress.update(task, completed=i, total=n, description=name),
                         limit)
+    metrics.close()
     print_summary(writer.summary(), mean_fields)
     out_console.print(f"wrote {out}")

@@ -53,9 +53,12 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
     json_path = out / f"{scenario.name}.json"
     command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
     command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
+    for name, why in setup.metrics.unavailable.items():
+        console.print(f"[yellow]metrics: {name} cannot run here and is left out ({why})[/]")
     meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
-                     methods=list(setup.recoveries), **setup.compute)
-    with ResultsWriter(json_path, meta) as writer, Progress(*_progress_columns(), console=console,
+                     methods=list(setup.recoveries), metrics=setup.metrics.describe(), **setup.compute)
+    fields = tuple(setup.metrics.fields)
+    with ResultsWriter(json_path, meta, fields) as writer, Progress(*_progress_columns(), console=console,
                                                            transient=True) as progress:
         tasks = {}
 
@@ -67,8 +70,9 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
         info = run_scenario(scenario, setup, writer, out / f"{scenario.name}-images", seed, report)
         timings = info.pop("timings")
         summary = writer.close(runs=info.pop("runs"), run_info=info)
+    setup.metrics.close()
     wall = time.perf_counter() - started
-    print_summary(summary)
+    print_summary(summary, fields)
     (out / f"{scenario.name}.profile.json").write_text(json.dumps({"wall_s": round(wall, 3), **timings}, indent=1))
     out_console.print(f"wrote {json_path}")
     if not no_pdf:

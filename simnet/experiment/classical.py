@@ -1,8 +1,10 @@
 """Classical codecs at extreme rates, for the baselines every comparison includes (pillow).
 
-JPEG and WebP at their lowest quality settings, and what a practical user does at extreme rates:
-downscale by f (Lanczos), WebP, upscale back (Lanczos), with the WebP quality chosen so the rate
-matches a target (the VQ codec's rate on the same image).
+JPEG and WebP at their lowest quality settings; what a practical user does at extreme rates:
+downscale by f (Lanczos), code with WebP or AVIF, upscale back (Lanczos); and AVIF at full size.
+The quality is chosen per image so the file fits a byte budget (the VQ codec's file on the same
+image): the highest quality that fits, or the lowest quality where none does (then the record's
+rate shows it is over the budget).
 """
 
 from __future__ import annotations
@@ -12,42 +14,50 @@ import io
 import numpy as np
 from PIL import Image
 
-DOWNSCALE_FACTORS = (2, 3, 4, 6)
+DOWNSCALE_FACTORS = (2, 3, 4, 6)  # WebP
+AVIF_FACTORS = (1, 2, 3)  # 1: full size
+# pillow's encoder options: WebP's slowest, best method; AVIF at libavif's default speed
+_OPTIONS = {"JPEG": {"subsampling": 2}, "WEBP": {"method": 6}, "AVIF": {"speed": 6}}
+
+
+def code(rgb: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int]:
+    """(decoded HxWx3 uint8, bytes) of `rgb` coded as `fmt` (JPEG, WEBP, AVIF) at `quality`."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, quality=quality, **_OPTIONS[fmt])
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
 
 
 def jpeg(rgb: np.ndarray, quality: int = 1) -> tuple[np.ndarray, int]:
-    """(decoded HxWx3 uint8, bytes) with baseline JPEG 4:2:0 at `quality` (1 is pillow's lowest)."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, subsampling=2)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
+    """Baseline JPEG 4:2:0 (1 is pillow's lowest quality)."""
+    return code(rgb, "JPEG", quality)
 
 
 def webp(rgb: np.ndarray, quality: int = 0) -> tuple[np.ndarray, int]:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="WEBP", quality=quality, method=6)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
+    return code(rgb, "WEBP", quality)
 
 
-def downscaled_webp(rgb: np.ndarray, factor: int, quality: int) -> tuple[np.ndarray, int]:
+def downscaled(rgb: np.ndarray, fmt: str, factor: int, quality: int) -> tuple[np.ndarray, int]:
+    """Downscale by `factor` (Lanczos; 1: not at all), code, decode, upscale back (Lanczos)."""
+    if factor == 1:
+        return code(rgb, fmt, quality)
     h, w = rgb.shape[:2]
-    small = Image.fromarray(rgb).resize((max(1, round(w / factor)), max(1, round(h / factor))),
-                                        Image.LANCZOS)
-    decoded, nbytes = webp(np.asarray(small), quality)
+    small = Image.fromarray(rgb).resize((max(1, round(w / factor)), max(1, round(h / factor))), Image.LANCZOS)
+    decoded, nbytes = code(np.asarray(small), fmt, quality)
     return np.asarray(Image.fromarray(decoded).resize((w, h), Image.LANCZOS)), nbytes
 
 
-def downscaled_webp_at_rate(rgb: np.ndarray, factor: int, max_bytes: int) -> tuple[np.ndarray, int, int]:
-    """The highest WebP quality (0..100) whose file fits `max_bytes`, else quality 0.
-    Returns (decoded, bytes, quality). Binary search: WebP size grows with quality."""
+def at_rate(rgb: np.ndarray, fmt: str, factor: int, max_bytes: int) -> tuple[np.ndarray, int, int]:
+    """The highest quality (0..100) whose file fits `max_bytes`, else quality 0.
+    Returns (decoded, bytes, quality). Binary search: the file grows with the quality."""
     lo, hi, best = 0, 100, None
     while lo <= hi:
         q = (lo + hi) // 2
-        decoded, nbytes = downscaled_webp(rgb, factor, q)
+        decoded, nbytes = downscaled(rgb, fmt, factor, q)
         if nbytes <= max_bytes:
             best, lo = (decoded, nbytes, q), q + 1
         else:
             hi = q - 1
     if best is None:
-        decoded, nbytes = downscaled_webp(rgb, factor, 0)
+        decoded, nbytes = downscaled(rgb, fmt, factor, 0)
         best = (decoded, nbytes, 0)
     return best

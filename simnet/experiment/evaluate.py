@@ -62,7 +62,7 @@ class EvalOptions:
     baselines: bool = True
     scenario: str = "eval"
     rate_lambda: float | None = None  # None: the level's shipped value
-    iqa: object | None = None  # optional extra metrics: (reference, decoded) -> {field: value}
+    extra: object | None = None  # further metrics: (reference, decoded) -> {field: value}
 
 
 def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int
@@ -87,7 +87,7 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size))
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
-                scores = quality(rgb, decoded, opts.iqa)
+                scores = quality(rgb, decoded, opts.extra)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,
@@ -98,16 +98,21 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
 
 def baseline_records(rgb: np.ndarray, vq_bytes: int, opts: EvalOptions, base: dict) -> list[dict]:
     """The classical codecs on the same image, scored by the same metric code: JPEG and WebP at
-    their lowest qualities, and each downscaled WebP at the VQ file's size."""
+    their lowest qualities, each downscaled WebP and AVIF (full size, downscaled by 2 and 3) at the
+    VQ file's size."""
     pixels = rgb.shape[0] * rgb.shape[1]
     common = {**base, "codebook": None, "seed": opts.seed, "loss_rate_target": 0.0,
               "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0}
     coded = [("jpeg-q1", *classical.jpeg(rgb, 1), {}), ("webp-q0", *classical.webp(rgb, 0), {})]
     for factor in classical.DOWNSCALE_FACTORS:
-        decoded, nbytes, q = classical.downscaled_webp_at_rate(rgb, factor, vq_bytes)
+        decoded, nbytes, q = classical.at_rate(rgb, "WEBP", factor, vq_bytes)
         coded.append((f"down{factor}-webp", decoded, nbytes, {"webp_quality": q}))
+    for factor in classical.AVIF_FACTORS:
+        decoded, nbytes, q = classical.at_rate(rgb, "AVIF", factor, vq_bytes)
+        name = "avif" if factor == 1 else f"down{factor}-avif"
+        coded.append((name, decoded, nbytes, {"avif_quality": q, "fits_budget": nbytes <= vq_bytes}))
     return [{**common, "method": method, **extra, "bpp_payload": nbytes * 8 / pixels,
-             "bpp_wire": nbytes * 8 / pixels, **quality(rgb, decoded, opts.iqa)}
+             "bpp_wire": nbytes * 8 / pixels, **quality(rgb, decoded, opts.extra)}
             for method, decoded, nbytes, extra in coded]
 
 
@@ -121,7 +126,7 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
             "latency_ms_p50": None, "latency_ms_p95": None}
-    ceiling = quality(rgb, codec.decode(grid), opts.iqa)
+    ceiling = quality(rgb, codec.decode(grid), opts.extra)
     rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": len(data) * 8 / pixels}
     records = [{**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
                 "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,

@@ -134,20 +134,26 @@ def _appendix_page(pdf, doc):
     plt.close(fig)
 
 
-def _quality_page(pdf, records):
-    lossy = [r for r in records if r["method"] != "lossless" and r.get("psnr") is not None]
+PERCEPTUAL = (("butteraugli", "Butteraugli 3-norm (lower is better)"),
+              ("ssimulacra", "SSIMULACRA (lower is better)"), ("flip", "FLIP mean error (lower is better)"),
+              ("cvvdp_jod", "ColorVideoVDP JOD (higher is better)"))
+
+
+def _quality_page(pdf, records, metrics=(("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM")), what="Quality"):
+    lossy = [r for r in records if r["method"] != "lossless" and r.get(metrics[0][0]) is not None]
     ceiling = [r for r in records if r["method"] == "lossless"]
-    fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    fig, axes = plt.subplots(1, len(metrics), figsize=PAGE, squeeze=False)
+    axes = axes[0]
     several = len({r["scenario"] for r in lossy}) > 1
     styles = ["o-", "s--", "^-.", "v:", "D-", "x--"]
     scenario_style = {name: styles[i % len(styles)]
                       for i, name in enumerate(sorted({r["scenario"] for r in lossy}))}
-    for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim", "MS-SSIM")):
+    for ax, (metric, label) in zip(axes, metrics):
         for (scenario, *method), recs in sorted(_group(lossy, "scenario", "method").items()):
             by_rate = _group(recs, "loss_rate_target")
             xs, ys, lo, hi = [], [], [], []
             for (rate,), rr in sorted(by_rate.items()):
-                per_seed = [(_mean([r["loss_rate_packets"] for r in g]), _mean([r[metric] for r in g]))
+                per_seed = [(_mean([r["loss_rate_packets"] for r in g]), _mean([r.get(metric) for r in g]))
                             for g in _group(rr, "seed").values()]
                 xs.append(_mean([p for p, _ in per_seed]))
                 vals = [v for _, v in per_seed]
@@ -158,12 +164,12 @@ def _quality_page(pdf, records):
                     label=f"{scenario}: {method[0]}" if several else method[0])
             ax.fill_between(xs, lo, hi, color=_colour(method[0]), alpha=0.2)
         if ceiling and not several:
-            ax.axhline(_mean([r[metric] for r in ceiling]), color="black", ls="--", label="lossless decode")
+            ax.axhline(_mean([r.get(metric) for r in ceiling]), color="black", ls="--", label="lossless decode")
         ax.set_xlabel("measured packet loss rate")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7 if several else 10)
-    fig.suptitle("Quality against measured loss (mean over frames; band: range across seeds)")
+    fig.suptitle(f"{what} against measured loss (mean over frames; band: range across seeds)")
     pdf.savefig(fig)
     plt.close(fig)
 
@@ -307,6 +313,9 @@ def render_report(json_path: Path, pdf_path: Path | None = None) -> Path:
     with PdfPages(pdf_path) as pdf:
         _title_page(pdf, doc, json_path)
         _quality_page(pdf, records)
+        perceptual = [(f, label) for f, label in PERCEPTUAL if any(f in r for r in records)]
+        for i in range(0, len(perceptual), 2):
+            _quality_page(pdf, records, tuple(perceptual[i:i + 2]), "Perceptual quality")
         _loss_page(pdf, records, runs)
         _rate_latency_page(pdf, records, runs, doc.get("run_info", {}))
         _grid_pages(pdf, doc, json_path)

@@ -52,7 +52,8 @@ class RunTimings:
         return {k: round(v, 3) for k, v in vars(self).items()}
 
 
-def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTimings, progress=None):
+def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTimings, progress=None,
+                  metrics=None):
     """Encode, packetize and decode every frame. A frame that repeats an earlier image (sources
     cycle through their images) shares its grid and decode: the long runs' memory then grows
     only with the packets' bytes, not with decoded pixels."""
@@ -68,7 +69,7 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
             t0 = time.perf_counter()
             lossless = codec.decode(grid)
             timings.decode_s += time.perf_counter() - t0
-            by_image[key] = (grid, lossless, quality(rgb, lossless))
+            by_image[key] = (grid, lossless, quality(rgb, lossless, metrics or None))
         grid, lossless, q = by_image[key]
         t0 = time.perf_counter()
         packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
@@ -97,7 +98,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     frames = load_frames(scenario)
     level = setup.level
     encoded = encode_frames(setup.codec, level, scenario, frames, timings,
-                            (lambda i, n: progress("encode", i, n)) if progress else None)
+                            (lambda i, n: progress("encode", i, n)) if progress else None, setup.metrics)
     rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
     base = {"scenario": scenario.name, "codebook": level}
     if image_dir is not None:
@@ -174,7 +175,7 @@ def _score_frames(setup: Setup, encoded: list[EncodedFrame], outcome: ChannelOut
                     decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size))
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    decodes[key] = decoded, quality(f.rgb, decoded)
+                    decodes[key] = decoded, quality(f.rgb, decoded, setup.metrics or None)
                     timings.metrics_s += time.perf_counter() - t0
                 decoded, q = decodes[key]
                 acc = float((filled[lost] == f.grid.indices[lost]).mean())

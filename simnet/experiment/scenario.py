@@ -85,8 +85,20 @@ class Scenario(Strict):
     channel: ChannelConfig = ChannelConfig()
     receiver: ReceiverConfig = ReceiverConfig()
     sweep: SweepConfig = SweepConfig()
+    # image-quality metrics beside PSNR and MS-SSIM (simnet/experiment/metrics.py)
+    metrics: list[str] = ["psnr", "ms_ssim"]
     seed: int = Field(0, ge=0, lt=2**32)
     path: Path | None = Field(None, exclude=True)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v):
+        from .metrics import MetricError, parse_names
+
+        try:
+            return parse_names(v)
+        except MetricError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _sweep_needs_a_rate_model(self):

@@ -11,6 +11,7 @@ from codec.zoo import available_levels, load_codec
 from recovery import Recovery, get_method
 
 from ..errors import UserError
+from .metrics import MetricSet
 from .scenario import Scenario
 
 
@@ -19,6 +20,7 @@ class Setup:
     codec: ImageCodec
     level: int
     recoveries: dict[str, Recovery]  # spec (e.g. "transformer:8") -> method, in the user's order
+    metrics: MetricSet | None = None  # further image-quality metrics (PSNR and MS-SSIM always)
 
     @property
     def compute(self) -> dict:
@@ -54,9 +56,11 @@ def level_key(scenario: Scenario) -> str:
 
 
 def scenario_setup(scenario: Scenario) -> Setup:
-    return prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
-                   scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario),
-                   scenario.codec.device)
+    setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
+                    scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario),
+                    scenario.codec.device)
+    setup.metrics = MetricSet(list(scenario.metrics))
+    return setup
 
 
 def check_scenario(scenario: Scenario) -> None:

@@ -51,9 +51,11 @@ def run_job(job: Job) -> dict:
     info = run_scenario(job.scenario, setup, sink,
                         Path(job.image_dir) if job.image_dir and job.first else None, job.seed,
                         points=[(job.rate, job.seed_index)], include_lossless=job.first)
+    setup.metrics.close()
     return {"records": sink.records, "runs": [{"scenario": job.scenario.name, **r} for r in info["runs"]],
             "info": {k: v for k, v in info.items() if k not in ("runs", "timings")},
-            "scenario": job.scenario.name, "checksums": setup.checksums, "compute": setup.compute}
+            "scenario": job.scenario.name, "checksums": setup.checksums, "compute": setup.compute,
+            "metrics": setup.metrics.describe(), "metric_fields": setup.metrics.fields}
 
 
 def load_scenarios(paths: list[Path], device: str | None = None, precision: str | None = None
@@ -148,8 +150,10 @@ def run_sweep(paths: list[Path], out_json: Path, seed: int = 0, workers: int | N
 
 def _merge(results: list[dict], scenarios: list[Scenario], paths: list[Path], out_json: Path,
            seed: int, command: list[str] | None) -> list[dict]:
-    checksums, names, runs, info, computes = {}, [], [], {}, []
+    checksums, names, runs, info, computes, fields, metrics = {}, [], [], {}, [], [], {}
     for r in results:
+        fields += [f for f in r["metric_fields"] if f not in fields]
+        metrics.setdefault(r["scenario"], r["metrics"])
         if r["compute"] not in computes:
             computes.append(r["compute"])
         checksums.update(r["checksums"])
@@ -164,9 +168,10 @@ def _merge(results: list[dict], scenarios: list[Scenario], paths: list[Path], ou
                      scenarios=names, methods=methods, torch_threads=1,
                      scenario={"name": out_json.stem, "description": "sweep of " + ", ".join(names)},
                      scenario_configs={s.name: s.model_dump(mode="json") for s in scenarios},
+                     metrics=metrics,
                      # one machine kind: its figures; several (a mixed cluster): each, listed
                      **(computes[0] if len(computes) == 1 else {"computes": computes}))
-    writer = ResultsWriter(out_json, meta)
+    writer = ResultsWriter(out_json, meta, tuple(fields))
     for r in results:
         for rec in r["records"]:
             writer.add(rec)

@@ -1,0 +1,197 @@
+"""The image-quality metrics a run reports, chosen by name (`--metrics`, a scenario's `metrics:`):
+PSNR and MS-SSIM (always, codec/metrics.py) and the perceptual metrics that run offline:
+
+| name | field | better | what runs |
+|---|---|---|---|
+| `butteraugli` | `butteraugli` | lower | libjxl's `butteraugli_main`, its 3-norm (Debian `libjxl-devtools`) |
+| `ssimulacra` | `ssimulacra` | lower | libjxl's `ssimulacra_main` (SSIMULACRA 1; Debian `libjxl-devtools`) |
+| `flip` | `flip` | lower | NVIDIA FLIP, LDR, 67 pixels per degree (`flip-evaluator` wheel) |
+| `cvvdp` | `cvvdp_jod` | higher | ColorVideoVDP, standard 4K display model (`cvvdp` package; needs torchvision, so `make iqa`'s environment) |
+
+A metric that cannot run here (binary or package missing) is named with the reason in the
+results' meta and its field is never filled in. None of them reaches the network: the binaries
+read two PNG files, FLIP and ColorVideoVDP take arrays and ship their calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BUILTIN = ("psnr", "ms_ssim")
+DEFAULT = BUILTIN
+
+
+class MetricError(ValueError):
+    """An unknown metric name, or a metric that failed on an image pair."""
+
+
+def _binary(name: str) -> str | None:
+    return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+
+
+def _run(cmd: list[str]) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise MetricError(f"{Path(cmd[0]).name} failed ({done.stderr.strip()[:200] or done.returncode})")
+    return done.stdout
+
+
+class _PairFiles:
+    """The reference and the decoded image as PNG files for the command-line metrics; the
+    reference is written once for all the decodes compared with it."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="simnet-metrics-"))
+        self._reference_key: bytes | None = None
+
+    def paths(self, reference: np.ndarray, decoded: np.ndarray) -> tuple[str, str]:
+        ref, dec = self.folder / "reference.png", self.folder / "decoded.png"
+        key = hashlib.sha1(repr(reference.shape).encode() + reference.tobytes()).digest()
+        if key != self._reference_key or not ref.exists():
+            Image.fromarray(reference).save(ref, compress_level=1)
+            self._reference_key = key
+        Image.fromarray(decoded).save(dec, compress_level=1)
+        return str(ref), str(dec)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    out = _run([_binary("butteraugli_main"), *files.paths(reference, decoded), "--pnorm", "3"])
+    for line in out.splitlines():
+        if line.startswith("3-norm:"):
+            return float(line.split(":", 1)[1])
+    raise MetricError(f"butteraugli_main printed no 3-norm ({out.strip()[:80]!r})")
+
+
+def ssimulacra(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    out = _run([_binary("ssimulacra_main"), *files.paths(reference, decoded)])
+    try:
+        return float(out.split()[0])
+    except (IndexError, ValueError):
+        raise MetricError(f"ssimulacra_main printed no score ({out.strip()[:80]!r})") from None
+
+
+def flip(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    import flip_evaluator
+
+    _, mean, _ = flip_evaluator.evaluate(reference.astype(np.float32) / 255, decoded.astype(np.float32) / 255,
+                                         "LDR", applyMagma=False)
+    return float(mean)
+
+
+_CVVDP = {}
+
+
+def cvvdp(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    import pycvvdp
+    import torch
+
+    if "metric" not in _CVVDP:
+        _CVVDP["metric"] = pycvvdp.cvvdp(display_name="standard_4k", device=torch.device("cpu"))
+    jod, _ = _CVVDP["metric"].predict(decoded, reference, dim_order="HWC")
+    return float(jod)
+
+
+def _has_binary(name: str, package: str) -> str | None:
+    return None if _binary(name) else f"{name} not found (Debian package {package}; `make install` installs it)"
+
+
+def _has_module(module: str, how: str) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return f"the {module} package is not installed ({how})"
+    try:
+        __import__(module)
+    except Exception as e:  # cvvdp imports torchvision at load, which fails beside the pinned torch
+        return f"{module} does not load here ({type(e).__name__}: {str(e).splitlines()[0][:120]}; {how})"
+    return None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    field: str
+    lower_is_better: bool
+    compute: object  # (files, reference, decoded) -> float
+    why_unavailable: object  # () -> reason, or None where it can run
+    best: float  # the value an identical pair gets
+
+
+METRICS = {m.name: m for m in (
+    Metric("butteraugli", "butteraugli", True, butteraugli,
+           lambda: _has_binary("butteraugli_main", "libjxl-devtools"), 0.0),
+    Metric("ssimulacra", "ssimulacra", True, ssimulacra,
+           lambda: _has_binary("ssimulacra_main", "libjxl-devtools"), 0.0),
+    Metric("flip", "flip", True, flip, lambda: _has_module("flip_evaluator", "pip install flip-evaluator"), 0.0),
+    Metric("cvvdp", "cvvdp_jod", False, cvvdp,
+           lambda: _has_module("pycvvdp", "it needs torchvision: use `make iqa`'s environment"), 10.0),
+)}
+KNOWN = BUILTIN + tuple(METRICS)
+
+
+def parse_names(text_or_list) -> list[str]:
+    """'psnr,ms_ssim,flip' (or a list) -> checked names; PSNR and MS-SSIM are always included."""
+    names = [n.strip() for n in (text_or_list.split(",") if isinstance(text_or_list, str) else text_or_list)
+             if n.strip()]
+    unknown = [n for n in names if n not in KNOWN]
+    if unknown:
+        raise MetricError(f"unknown metric {unknown[0]!r} (known: {', '.join(KNOWN)})")
+    return list(dict.fromkeys(list(BUILTIN) + names))
+
+
+@dataclass
+class MetricSet:
+    """Callable (reference, decoded) -> {field: value} for the chosen perceptual metrics that can run
+    here (PSNR and MS-SSIM come from codec.metrics.quality); `unavailable` names the others and why."""
+
+    names: list[str]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.names = parse_names(self.names)
+        self.active: list[Metric] = []
+        for name in self.names:
+            if name in METRICS:
+                reason = METRICS[name].why_unavailable()
+                if reason:
+                    self.unavailable[name] = reason
+                else:
+                    self.active.append(METRICS[name])
+        self._files = _PairFiles() if self.active else None
+
+    @property
+    def fields(self) -> list[str]:
+        return [m.field for m in self.active]
+
+    def describe(self) -> dict:
+        """For the results' meta."""
+        return {"metrics": [n for n in self.names if n not in self.unavailable], "unavailable": dict(self.unavailable)}
+
+    def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> dict:
+        return {m.field: m.compute(self._files, reference, decoded) for m in self.active}
+
+    def __bool__(self) -> bool:
+        return bool(self.active)
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()
+
+
+def combine(*extras):
+    """Several `quality` extras as one (None where there are none)."""
+    parts = [e for e in extras if e]
+    if not parts:
+        return None
+    return lambda reference, decoded: {k: v for e in parts for k, v in e(reference, decoded).items()}
