@@ -102,7 +102,8 @@ def test_eval_writes_results_json(tmp_path, capsys, tiny_weights, sample_rgb):
     for rec in doc["records"]:
         matched = rec["method"].startswith("down")
         if matched:  # matched rate: never above the VQ file's rate
-            assert rec["bpp_wire"] <= vq[0]["bpp_wire"] + 1e-9 or rec["webp_quality"] == 0
+            quality = rec.get("webp_quality", rec.get("avif_quality"))
+            assert rec["bpp_wire"] <= vq[0]["bpp_wire"] + 1e-9 or quality == 0
     rows = {(r["method"], r["loss_rate_target"]) for r in doc["summary"]}
     assert ("neighbour", 0.2) in rows
     # same seed, same results, bit for bit (the meta's command line aside)
