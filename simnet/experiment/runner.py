@@ -2,8 +2,8 @@
 decode -> quality, for every loss rate and seed of the sweep, streamed into the results JSON.
 
 Work is shared where the inputs are the same: each frame is encoded and packetized once, its
-lossless decode is computed once, and a frame that lost no token reuses the lossless decode for
-every recovery method.
+lossless decode is computed once, a frame that lost no token reuses the lossless decode for
+every recovery method, and methods that fill a frame alike share one decode.
 """
 
 from __future__ import annotations
