@@ -115,5 +115,7 @@ def tune_allocator() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (musl, ...): leave the allocator alone
         return False
+    # up to 32 MB from the heap (a 256x384 frame's activations), larger ones mapped and given back as
+    # before; at most 128 MB of freed heap kept: a 2048x2048 image's peak memory stays bounded
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 128 << 20))
