@@ -3,6 +3,7 @@ are one line, and the summary table."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -12,7 +13,8 @@ from rich.table import Table
 from ..errors import UserError
 
 console = Console(stderr=True)  # progress and notes
-out_console = Console()  # results
+# results; written to a file or a pipe, tables keep their full width instead of rich's 80 columns
+out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 weights_option = click.option("--weights", type=Path, default=None,
                               help="Folder with tokenizer.safetensors and levels.safetensors "
