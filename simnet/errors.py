@@ -20,6 +20,7 @@ def expected_errors() -> tuple[type, ...]:
     from recovery.base import RecoveryError
 
     from .experiment.iqa import MetricsUnavailable
+    from .experiment.metrics import MetricError
     from .experiment.results import ResultsError
     from .experiment.scenario import ScenarioError
     from .mqtt.transport import MqttError
@@ -27,4 +28,4 @@ def expected_errors() -> tuple[type, ...]:
 
     return (UserError, BitstreamError, CheckpointError, EntropyError, ImageError, PacketError,
             RecoveryError, LossModelError, ResultsError, ScenarioError, MqttError, MetricsUnavailable,
-            HardwareError)
+            HardwareError, MetricError)
