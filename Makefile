@@ -40,10 +40,10 @@ bench: install
 IQA_VENV := .venv-iqa
 iqa:
 	$(PYTHON) -m venv $(IQA_VENV)
-	$(IQA_VENV)/bin/pip install -q pyiqa
+	$(IQA_VENV)/bin/pip install -q pyiqa cvvdp
 	$(IQA_VENV)/bin/pip install -q --no-deps -e .
 	$(IQA_VENV)/bin/pip install -q $$($(PYTHON) scripts/requirements.py --without torch --extra test)
-	$(IQA_VENV)/bin/python -m pytest -q tests/test_iqa.py
+	$(IQA_VENV)/bin/python -m pytest -q tests/test_iqa.py tests/test_metrics.py
 
 clean-venv:
 	rm -rf $(VENV) $(IQA_VENV)
