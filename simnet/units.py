@@ -59,3 +59,16 @@ def parse_rate(value, default_unit: str | None = None) -> float:
 def parse_size(value, default_unit: str | None = "B") -> float:
     """-> bytes. A bare number means bytes."""
     return _parse(value, SIZE_UNITS, "size", default_unit)
+
+
+def format_time(seconds: float) -> str:
+    """Seconds as written in a scenario: `0.03` -> `30 ms`."""
+    return f"{seconds * 1e3:g} ms"
+
+
+def format_rate(bps: float) -> str:
+    """Bits per second as written in a scenario: `2e7` -> `20 Mbit/s`."""
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bps >= scale:
+            return f"{bps / scale:g} {unit}"
+    return f"{bps:g} bit/s"

@@ -3,16 +3,7 @@ with its numbers, both read from a results JSON alone."""
 
 from __future__ import annotations
 
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:g} ms"
-
-
-def _rate(bps: float) -> str:
-    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if bps >= scale:
-            return f"{bps / scale:g} {unit}"
-    return f"{bps:g} bit/s"
+from ..units import format_rate, format_time
 
 
 def _percent(x: float) -> str:
@@ -55,7 +46,7 @@ def describe_scenario(config: dict) -> list[str]:
                      f"{'interleaved at random' if packets.get('interleave') == 'random' else 'in raster order'}.")
     if channel:
         delay = channel.get("delay", {})
-        jitter = f" +- {_ms(delay['jitter'])} ({delay.get('distribution')})" if delay.get("jitter") else ""
+        jitter = f" +- {format_time(delay['jitter'])} ({delay.get('distribution')})" if delay.get("jitter") else ""
         queue = channel.get("queue", {})
         limit = (f"a queue of {queue['packets']} packets" if queue.get("packets")
                  else f"a queue of {queue['bytes']:g} B" if queue.get("bytes") else "an unbounded queue")
@@ -65,11 +56,11 @@ def describe_scenario(config: dict) -> list[str]:
         if channel.get("bit_error_rate"):
             extras.append(f"bit error rate {channel['bit_error_rate']:g}")
         if channel.get("cross_traffic"):
-            extras.append(f"{_rate(channel['cross_traffic']['rate'])} of cross traffic")
-        lines.append(f"Channel: {_rate(channel.get('bandwidth', 0))}, {_ms(delay.get('base', 0))} delay{jitter}, "
+            extras.append(f"{format_rate(channel['cross_traffic']['rate'])} of cross traffic")
+        lines.append(f"Channel: {format_rate(channel.get('bandwidth', 0))}, {format_time(delay.get('base', 0))} delay{jitter}, "
                      f"{limit}, {_loss(channel.get('loss', {}))}" + "".join(f", {e}" for e in extras) + ".")
     if receiver:
-        lines.append(f"Receiver: packets later than {_ms(receiver.get('deadline', 0))} after their frame's "
+        lines.append(f"Receiver: packets later than {format_time(receiver.get('deadline', 0))} after their frame's "
                      f"time count as lost; recovery methods compared: {', '.join(receiver.get('recovery', []))}.")
     if sweep.get("loss_rate"):
         lines.append(f"Sweep: target loss rates {', '.join(f'{r:g}' for r in sweep['loss_rate'])}; "
