@@ -4,7 +4,6 @@ nearest-code search that turns vectors into tokens."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -1,7 +1,8 @@
-"""Resumable CPU training of the tokenizer.
+"""Resumable training of the tokenizer, on the CPU or CUDA.
 
-Random crops of the training split (codec.images.training_images), bf16 autocast and channels_last
-(fast where the CPU has native bf16), L1 + SSIM reconstruction loss, EMA codebook with dead-code restarts.
+Random crops of the training split (codec.images.training_images), channels_last, bf16 autocast
+where the device has it natively (codec.hardware), L1 + SSIM reconstruction loss, EMA codebook
+with dead-code restarts.
 The loop, its schedule, checkpoints and log are codec/training.py's; the best weights are those
 with the highest validation PSNR.
 """

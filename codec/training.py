@@ -133,8 +133,8 @@ class TrainingRun:
             if step % val_every == 0 or step == schedule.steps:
                 rec = {"step": step, **validate()}
                 self.record(rec)
-                if score(rec) > best:
-                    best = score(rec)
+                if (value := score(rec)) > best:
+                    best = value
                     save_best(rec)
             timeout = self.max_minutes > 0 and time.time() - started > self.max_minutes * 60
             if (time.time() - last_checkpoint > self.checkpoint_minutes * 60 or step == schedule.steps

@@ -1,4 +1,5 @@
-"""Resumable CPU training of the masked transformer on cached token grids.
+"""Resumable training of the masked transformer on cached token grids, on the CPU or CUDA
+(codec.hardware picks the device and precision; the loop is codec/training.py's).
 
 The grids come from the caller (`simnet train recovery` encodes the training split once with the
 tokenizer and caches them), so this module needs no codec beyond its token types. Masks are drawn

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from .common import device_option
 
 SCRIPTS = {"all": "run_all.py", "network": "network_speed.py", "codec": "codec_speed.py",
            "recovery": "recovery_speed.py", "memory": "long_run_memory.py"}
@@ -17,12 +18,11 @@ TAKES_DEVICE = ("all", "codec", "recovery")  # the others run no model or run `s
 
 @click.command()
 @click.argument("which", type=click.Choice(list(SCRIPTS)), default="all")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the models run; each timing is taken at both precisions (bf16 and fp32).")
+@device_option()
 def bench(which, device):
     """The performance figures, each as a ratio against a baseline measured in the same run
     (runs the scripts in benchmarks/ of a source checkout); the CPU capability and the device
-    come with them.
+    come with them. Each model timing is taken at both precisions (bf16 and fp32).
 
     \b
     Example: simnet bench network

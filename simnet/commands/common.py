@@ -10,6 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from codec.hardware import DEVICES, PRECISIONS
+
 from ..errors import UserError
 
 console = Console(stderr=True)  # progress and notes
@@ -19,15 +21,17 @@ out_console = Console(width=None if sys.stdout.isatty() else 200)
 weights_option = click.option("--weights", type=Path, default=None,
                               help="Folder with tokenizer.safetensors and levels.safetensors "
                                    "(default: the shipped weights).")
+
+
 def device_option(default: str | None = "auto"):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default,
+    return click.option("--device", type=click.Choice(DEVICES), default=default,
                         show_default=default is not None,
                         help="Where the models run (auto: CUDA if torch sees a GPU, else the CPU)"
                              + ("" if default else "; default: the scenario's codec.device") + ".")
 
 
 def precision_option(default: str | None = "auto"):
-    return click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=default,
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=default,
                         show_default=default is not None,
                         help="Model precision (auto: bf16 only where the device has it natively, else fp32)"
                              + ("" if default else "; default: the scenario's codec.precision") + ".")
@@ -52,6 +56,12 @@ def load_codec_at(weights: Path | None, level: int | None = None, precision: str
 
 def say_compute(compute) -> None:
     console.print(f"compute: {compute.summary()}", highlight=False)
+
+
+def say_left_out(what: str, unavailable: dict[str, str]) -> None:
+    """One line per metric that cannot run here, with the reason."""
+    for name, why in unavailable.items():
+        console.print(f"[yellow]{what}: {name} cannot run here and is left out ({why})[/]")
 
 
 def read_bytes(path: Path) -> bytes:

@@ -9,7 +9,7 @@ import click
 
 from ..errors import UserError
 from .common import (console, device_option, level_option, out_console, parse_floats, precision_option,
-                     print_summary, say_compute, weights_option)
+                     print_summary, say_compute, say_left_out, weights_option)
 
 
 def _methods(text: str) -> list[str]:
@@ -32,8 +32,7 @@ def metric_set(names: str):
         metrics = MetricSet(names)
     except MetricError as e:
         raise UserError(f"--metrics: {e}") from None
-    for name, why in metrics.unavailable.items():
-        console.print(f"[yellow]--metrics: {name} cannot run here and is left out ({why})[/]")
+    say_left_out("--metrics", metrics.unavailable)
     return metrics
 
 
@@ -47,8 +46,7 @@ def _iqa_metrics(names: str | None):
         metrics = IQAMetrics([m.strip() for m in names.split(",") if m.strip()])
     except MetricsUnavailable as e:
         raise UserError(f"--iqa: {e}") from None
-    for name, why in metrics.unavailable.items():
-        console.print(f"[yellow]--iqa: {name} cannot run here and is left out ({why})[/]")
+    say_left_out("--iqa", metrics.unavailable)
     return metrics
 
 

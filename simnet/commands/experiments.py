@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import console, device_option, out_console, precision_option, print_summary, say_compute
+from .common import (console, device_option, out_console, precision_option, print_summary, say_compute,
+                     say_left_out)
 
 
 def _progress_columns(label: str | None = None):
@@ -53,8 +54,7 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
     json_path = out / f"{scenario.name}.json"
     command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
     command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
-    for name, why in setup.metrics.unavailable.items():
-        console.print(f"[yellow]metrics: {name} cannot run here and is left out ({why})[/]")
+    say_left_out("metrics", setup.metrics.unavailable)
     meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
                      methods=list(setup.recoveries), metrics=setup.metrics.describe(), **setup.compute)
     fields = tuple(setup.metrics.fields)

@@ -19,6 +19,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,28 +46,26 @@ def _run(cmd: list[str]) -> str:
 
 
 class _PairFiles:
-    """The reference and the decoded image as PNG files for the command-line metrics; the
-    reference is written once for all the decodes compared with it."""
+    """The reference and the decoded image as PNG files for the command-line metrics, written once
+    per pair whatever the number of such metrics; the reference once for all the decodes compared
+    with it. The folder goes when `close()` is called, or when the object does."""
 
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="simnet-metrics-"))
+        self.reference, self.decoded = str(self.folder / "reference.png"), str(self.folder / "decoded.png")
         self._reference_key: bytes | None = None
+        self.close = weakref.finalize(self, shutil.rmtree, self.folder, True)
 
-    def paths(self, reference: np.ndarray, decoded: np.ndarray) -> tuple[str, str]:
-        ref, dec = self.folder / "reference.png", self.folder / "decoded.png"
+    def write(self, reference: np.ndarray, decoded: np.ndarray) -> None:
         key = hashlib.sha1(repr(reference.shape).encode() + reference.tobytes()).digest()
-        if key != self._reference_key or not ref.exists():
-            Image.fromarray(reference).save(ref, compress_level=1)
+        if key != self._reference_key:
+            Image.fromarray(reference).save(self.reference, compress_level=1)
             self._reference_key = key
-        Image.fromarray(decoded).save(dec, compress_level=1)
-        return str(ref), str(dec)
-
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        Image.fromarray(decoded).save(self.decoded, compress_level=1)
 
 
 def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    out = _run([_binary("butteraugli_main"), *files.paths(reference, decoded), "--pnorm", "3"])
+    out = _run([_binary("butteraugli_main"), files.reference, files.decoded, "--pnorm", "3"])
     for line in out.splitlines():
         if line.startswith("3-norm:"):
             return float(line.split(":", 1)[1])
@@ -74,7 +73,7 @@ def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -
 
 
 def ssimulacra(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    out = _run([_binary("ssimulacra_main"), *files.paths(reference, decoded)])
+    out = _run([_binary("ssimulacra_main"), files.reference, files.decoded])
     try:
         return float(out.split()[0])
     except (IndexError, ValueError):
@@ -126,13 +125,14 @@ class Metric:
     compute: object  # (files, reference, decoded) -> float
     why_unavailable: object  # () -> reason, or None where it can run
     best: float  # the value an identical pair gets
+    reads_files: bool = False  # a command-line tool: it reads the pair as PNG files
 
 
 METRICS = {m.name: m for m in (
     Metric("butteraugli", "butteraugli", True, butteraugli,
-           lambda: _has_binary("butteraugli_main", "libjxl-devtools"), 0.0),
+           lambda: _has_binary("butteraugli_main", "libjxl-devtools"), 0.0, True),
     Metric("ssimulacra", "ssimulacra", True, ssimulacra,
-           lambda: _has_binary("ssimulacra_main", "libjxl-devtools"), 0.0),
+           lambda: _has_binary("ssimulacra_main", "libjxl-devtools"), 0.0, True),
     Metric("flip", "flip", True, flip, lambda: _has_module("flip_evaluator", "pip install flip-evaluator"), 0.0),
     Metric("cvvdp", "cvvdp_jod", False, cvvdp,
            lambda: _has_module("pycvvdp", "it needs torchvision: use `make iqa`'s environment"), 10.0),
@@ -168,7 +168,7 @@ class MetricSet:
                     self.unavailable[name] = reason
                 else:
                     self.active.append(METRICS[name])
-        self._files = _PairFiles() if self.active else None
+        self._files = _PairFiles() if any(m.reads_files for m in self.active) else None
 
     @property
     def fields(self) -> list[str]:
@@ -179,6 +179,8 @@ class MetricSet:
         return {"metrics": [n for n in self.names if n not in self.unavailable], "unavailable": dict(self.unavailable)}
 
     def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> dict:
+        if self._files is not None:
+            self._files.write(reference, decoded)
         return {m.field: m.compute(self._files, reference, decoded) for m in self.active}
 
     def __bool__(self) -> bool:

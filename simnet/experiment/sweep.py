@@ -97,7 +97,11 @@ def _run_on_dask(jobs: list[Job], scheduler: str, workers: int, progress) -> lis
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
     try:
-        with Client(cluster or scheduler) as client:
+        try:
+            client = Client(cluster or scheduler)
+        except OSError as e:  # an address nobody answers at; a job's own OSError is not this
+            raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
+        with client:
             futures = client.map(run_job, jobs, pure=False)
             results = []
             for i, future in enumerate(futures):
@@ -105,8 +109,6 @@ def _run_on_dask(jobs: list[Job], scheduler: str, workers: int, progress) -> lis
                 if progress:
                     progress(i + 1, len(jobs))
             return results
-    except OSError as e:  # an address nobody answers at
-        raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
     finally:
         if cluster is not None:
             cluster.close()
