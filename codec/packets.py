@@ -19,6 +19,11 @@ Wire format (little-endian; docs/bitstream.md):
     22     2    number of tokens in this packet
     24     n    payload: ANS-coded indices, 32-bit words
     24+n   4    CRC32 of bytes 0 .. 24+n-1
+
+The compact form (RTP-like, for transports that number and check their packets themselves, as the
+FEC shim of simnet.network.protection does): 4 bytes, the first position (2) and the number of
+tokens (2), then the payload. What it leaves out is signalled once per stream (`Session`: stream
+id, level, image size, interleave mode, seed) or carried by the transport (frame, index, count).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from .tokens import LossyTokenGrid, TokenGrid
 
 MARKER = 0xA1
 _HEADER = struct.Struct("<BBHIHHIHHHH")
+_COMPACT = struct.Struct("<HH")
+COMPACT_OVERHEAD_BYTES = _COMPACT.size
 HEADER_BYTES = _HEADER.size
 CRC_BYTES = 4
 OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
@@ -99,6 +106,39 @@ class Packet:
     def size(self) -> int:
         return OVERHEAD_BYTES + len(self.payload)
 
+    def to_compact(self) -> bytes:
+        """The compact form: position, token count, payload (the rest is in the `Session`)."""
+        return _COMPACT.pack(self.start, self.tokens) + self.payload
+
+
+@dataclass(frozen=True)
+class Session:
+    """A stream's constants, signalled once so compact packets can leave them out; frame f's
+    interleave seed is (seed + f) mod 2^32, as the simulator's packetizer draws it."""
+    stream: int
+    level: int
+    image_size: tuple[int, int]  # (height, width)
+    interleave: str
+    seed: int
+
+    def frame_seed(self, frame: int) -> int:
+        return (self.seed + frame) % 2**32
+
+
+def parse_compact(data: bytes, session: Session, frame: int, index: int, count: int) -> Packet:
+    """A compact packet, with what the transport says (frame, index, count) -> Packet, or PacketError."""
+    if len(data) < COMPACT_OVERHEAD_BYTES:
+        raise PacketError(f"truncated compact packet: {len(data)} bytes")
+    start, tokens = _COMPACT.unpack_from(data)
+    gh, gw = grid_shape_for(*session.image_size)
+    if start + tokens > gh * gw or index >= count:
+        raise PacketError(f"tokens {start}..{start + tokens} or index {index}/{count} outside the frame")
+    payload = bytes(data[COMPACT_OVERHEAD_BYTES:])
+    if len(payload) % 4:
+        raise PacketError("payload is not a whole number of 32-bit words")
+    return Packet(session.stream, frame, index, count, session.level, session.interleave,
+                  session.frame_seed(frame), session.image_size, start, tokens, payload)
+
 
 def parse_packet(data: bytes) -> Packet:
     """bytes -> Packet, or PacketError. Checks length, CRC, marker and every field's range."""
@@ -130,16 +170,18 @@ def parse_packet(data: bytes) -> Packet:
 
 def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
               mtu: int = DEFAULT_MTU, max_tokens: int | None = None, interleave: str = "random",
-              seed: int = 0) -> list[Packet]:
+              seed: int = 0, overhead: int = OVERHEAD_BYTES) -> list[Packet]:
     """Split `grid` into the fewest equal-sized runs of the interleaved order whose packets
-    (header, payload and CRC) each fit in `mtu` bytes, and at most `max_tokens` tokens each."""
+    (`overhead` bytes of headers, and the payload) each fit in `mtu` bytes, and at most
+    `max_tokens` tokens each. `overhead`: the full header and CRC, or a compact header and the
+    transport's shim."""
     if prior.size != grid.level:
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
     if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32:
         raise ValueError("stream, frame or seed out of range (16, 32, 32 bits)")
-    capacity = mtu - OVERHEAD_BYTES
+    capacity = mtu - overhead
     if capacity < 8:
-        raise ValueError(f"MTU {mtu} B leaves no room for a payload after {OVERHEAD_BYTES} B of header")
+        raise ValueError(f"MTU {mtu} B leaves no room for a payload after {overhead} B of header")
     n = grid.indices.size
     order = interleave_order(n, interleave, seed)
     symbols = grid.indices.ravel()[order]

@@ -10,7 +10,6 @@ or as rectangles.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.hardware import Compute, resolve
+from codec.tokens import draw_mask
 from codec.training import NO_BEST, RunConfig
 
 from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
@@ -34,37 +34,6 @@ class RecoveryTrainConfig(RunConfig):
     # so training asks for a good mean, not only for a good top guess
     vector_weight: float = 2.0
     model: TransformerConfig = field(default_factory=TransformerConfig)
-
-
-MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
-
-
-def draw_mask(rng: np.random.Generator, h: int, w: int, ratio: float | None = None) -> np.ndarray:
-    """One training mask of shape (h, w)."""
-    n = h * w
-    if ratio is None:
-        # MaskGIT's cosine distribution, scaled so that the 0-40% losses the receiver meets most
-        # (and the partly filled grids of iterative decoding) get their share of the batches
-        ratio = float(np.clip(MAX_TRAIN_RATIO * math.cos(math.pi / 2 * rng.random()), 1 / n, 0.95))
-    kind = rng.random()
-    mask = np.zeros(n, dtype=bool)
-    if kind < 0.6:  # scattered: interleaved packets
-        mask[rng.choice(n, size=max(1, round(ratio * n)), replace=False)] = True
-    elif kind < 0.8:  # raster runs: packets in raster order
-        run = int(rng.integers(2, 33))
-        starts = np.arange(0, n, run)
-        lost = starts[rng.random(len(starts)) < ratio]
-        for s in lost:
-            mask[s: s + run] = True
-    else:  # rectangles
-        grid = mask.reshape(h, w)
-        while grid.mean() < ratio:
-            bh, bw = int(rng.integers(1, h // 2 + 2)), int(rng.integers(1, w // 2 + 2))
-            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
-            grid[y:y + bh, x:x + bw] = True
-    if not mask.any():
-        mask[rng.integers(n)] = True
-    return mask.reshape(h, w)
 
 
 class GridSampler:

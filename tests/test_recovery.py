@@ -5,10 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.tokens import LossyTokenGrid, TokenGrid
+from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask
 from recovery import RecoveryError, get_method
 from recovery.baselines import NeighbourRecovery, NoneRecovery
-from recovery.train_transformer import (RecoveryTrainConfig, draw_mask, neighbour_reference, train, validate,
+from recovery.train_transformer import (RecoveryTrainConfig, neighbour_reference, train, validate,
                                         validation_masks)
 from recovery.transformer import MaskedTokenTransformer, TransformerConfig
 from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer, window_starts

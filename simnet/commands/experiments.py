@@ -47,6 +47,8 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
 
     scenario = load_scenario(scenario_file).with_compute(device, precision)
     seed = scenario.seed if seed is None else seed
+    if scenario.comparison is not None:
+        return _run_comparison(scenario, scenario_file, out, seed, no_pdf, device, precision)
     started = time.perf_counter()
     setup = scenario_setup(scenario)
     say_compute(setup.codec.compute)
@@ -80,6 +82,72 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
     out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
                       f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
                       f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
+
+
+def _run_comparison(scenario, scenario_file: Path, out: Path, seed: int, no_pdf: bool, device, precision):
+    """`run` for a scenario with `comparison:`: methods side by side at equal bandwidth."""
+    import time
+
+    from rich.progress import Progress
+
+    from ..experiment.compare import answer, run_comparison, summarise
+    from ..experiment.compare_report import render_comparison
+    from ..experiment.results import ResultsWriter, make_meta
+    from ..experiment.setup import comparison_setup
+
+    started = time.perf_counter()
+    setup = comparison_setup(scenario)
+    say_compute(setup.codec.compute)
+    say_left_out("metrics", setup.metrics.unavailable)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{scenario.name}.json"
+    command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
+    command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
+    meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
+                     methods=[m.name for m in scenario.comparison.methods], metrics=setup.metrics.describe(),
+                     **setup.compute)
+    fields = ("psnr", "ms_ssim") + tuple(setup.metrics.fields)
+    records = []
+    keys = ("scenario", "method", "loss_model", "rtt_ms", "loss_rate_target")
+    with ResultsWriter(json_path, meta, fields + ("residual_loss", "frame_latency_ms", "bits_wire"), keys) as writer, \
+            Progress(*_progress_columns(), console=console, transient=True) as progress:
+        task = progress.add_task("simulate", total=None)
+
+        class Collect:
+            def add(self, record):
+                records.append(record)
+                writer.add(record)
+
+        info = run_comparison(scenario, setup, Collect(), seed,
+                              lambda stage, i, n: progress.update(task, completed=i, total=n))
+        timings = info.pop("timings")
+        rows = summarise(records, fields)
+        sentences = [answer(rows, f) for f in fields]
+        writer.close(runs=info.pop("runs"), run_info=info, comparison={"summary": rows, "answer": sentences})
+    setup.metrics.close()
+    wall = time.perf_counter() - started
+    _print_comparison(rows)
+    out_console.print(sentences[0])
+    (out / f"{scenario.name}.profile.json").write_text(json.dumps({"wall_s": round(wall, 3), **timings}, indent=1))
+    out_console.print(f"wrote {json_path}")
+    if not no_pdf:
+        out_console.print(f"wrote {render_comparison(json_path)}")
+    out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
+                      f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
+                      f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
+
+
+def _print_comparison(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="equal bandwidth: mean over frames and seeds")
+    for col in ("method", "process", "RTT ms", "loss", "PSNR dB", "MS-SSIM", "decoded", "residual", "p95 ms"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["method"], r["loss_model"].replace("gilbert_elliott", "GE"), f"{r['rtt_ms']:g}",
+                      f"{r['loss_rate_target']:.2f}", f"{r['psnr']:.2f}", f"{r['ms_ssim']:.4f}",
+                      f"{r['frames_decoded']:.2f}", f"{r['residual_loss']:.3f}", f"{r['frame_latency_ms_p95']:.0f}")
+    out_console.print(table)
 
 
 @click.command()
@@ -131,6 +199,9 @@ def report(results_json: Path, out: Path | None):
     \b
     Example: simnet report reports/lossy20.json
     """
+    from ..experiment.compare_report import render_comparison
     from ..experiment.report import render_report
+    from ..experiment.results import read_results
 
-    out_console.print(f"wrote {render_report(results_json, out)}")
+    render = render_comparison if "comparison" in read_results(results_json) else render_report
+    out_console.print(f"wrote {render(results_json, out)}")

@@ -168,3 +168,54 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
                                   local_features=code_vectors))
     train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
           codebooks={k: codec.codebook(k) for k in codec.level_sizes})
+
+
+@train.command("conceal")
+@click.option("--out", type=Path, default=Path("runs/conceal"), show_default=True,
+              help="Run folder; resumes from OUT/last.pt if present.")
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--decay-start", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--crop", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--fill", default="neighbour", show_default=True,
+              help="The recovery method whose fills the decoder learns to conceal (none or neighbour).")
+@click.option("--max-ratio", type=click.FloatRange(0.05, 0.95), default=0.6, show_default=True,
+              help="Training masks lose a share of tokens drawn uniformly up to this.")
+@click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
+@click.option("--init", type=Path, default=None, help="Start from these concealment weights.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="torch threads (1 when another job shares the two cores).")
+@weights_option
+@device_option()
+@precision_option()
+def train_conceal(out, steps, decay_start, batch, crop, lr, fill, max_ratio, max_minutes, init, seed,
+                  threads, weights, device, precision):
+    """Train the concealing decoder: the tokenizer's decoder, told which tokens were lost, learns to
+    render them from their surroundings (encoder and codebooks frozen; never Kodak).
+
+    \b
+    Example: nohup simnet train conceal --out runs/conceal --max-minutes 120 --threads 1 &
+    """
+    from codec.train_conceal import ConcealTrainConfig, train
+    from codec.zoo import LEVELS_FILE, TOKENIZER_FILE, weights_dir
+    from recovery import BASELINES, RecoveryError, get_method
+
+    _check_training_data()
+    if crop % 16:
+        raise UserError(f"--crop {crop}: must be a multiple of 16")
+    if fill not in BASELINES:
+        raise UserError(f"--fill {fill}: expected one of {', '.join(BASELINES)} (a fill that runs per crop)")
+    if init is not None and not init.is_file():
+        raise UserError(f"--init {init}: no such weights file")
+    folder = Path(weights) if weights else weights_dir()
+    try:
+        method = get_method(fill)
+    except RecoveryError as e:
+        raise UserError(f"--fill: {e}") from None
+    cfg = ConcealTrainConfig(out=str(out), tokenizer=str(folder / TOKENIZER_FILE), levels=str(folder / LEVELS_FILE),
+                             steps=steps, decay_start=decay_start, batch=batch, crop=crop, lr=lr,
+                             max_ratio=max_ratio, max_minutes=max_minutes, init=str(init) if init else None,
+                             seed=seed, threads=threads, device=device, precision=precision)
+    train(cfg, method.recover, log=lambda s: out_console.print(s, highlight=False))

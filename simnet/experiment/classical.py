@@ -10,6 +10,7 @@ rate shows it is over the budget).
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image
@@ -61,3 +62,33 @@ def at_rate(rgb: np.ndarray, fmt: str, factor: int, max_bytes: int) -> tuple[np.
         decoded, nbytes = downscaled(rgb, fmt, factor, 0)
         best = (decoded, nbytes, 0)
     return best
+
+
+def split_avif(data: bytes) -> tuple[bytes, bytes]:
+    """An AVIF file -> (its HEIF container: every box before the media data, and the media data
+    box's header; the AV1 bitstream). A real-time sender sends only the bitstream (as RTP's AV1
+    payload format does) and the receiver rebuilds the container it was told once (`join_avif`)."""
+    at = 0
+    while at + 8 <= len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        if data[at + 4:at + 8] == b"mdat" and size == len(data) - at:
+            return data[:at + 8], data[at + 8:]
+        if size < 8:
+            break
+        at += size
+    raise ValueError("not an AVIF file with its media data last")
+
+
+def join_avif(container: bytes, payload: bytes) -> bytes:
+    """The file that `container` (a `split_avif` container of the same encoder settings and
+    image size, the session's template) and `payload` make: the item's extent length in `iloc` and
+    the media data box's size patched to the payload's."""
+    old = struct.unpack_from(">I", container, len(container) - 8)[0] - 8
+    at = container.find(b"iloc")
+    hit = container.find(struct.pack(">I", old), at) if at >= 0 else -1
+    if hit < 0:
+        raise ValueError("no iloc extent length to patch in the AVIF container")
+    out = bytearray(container)
+    out[hit:hit + 4] = struct.pack(">I", len(payload))
+    out[-8:-4] = struct.pack(">I", len(payload) + 8)
+    return bytes(out) + payload

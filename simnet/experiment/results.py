@@ -56,9 +56,12 @@ def _clean(value):
 class ResultsWriter:
     """Streams records into OUT as they are produced; `close()` appends the summary."""
 
-    def __init__(self, path: Path, meta: dict, mean_fields: tuple[str, ...] = ()):
-        """`mean_fields`: further numeric record fields to average in the summary (optional metrics)."""
+    def __init__(self, path: Path, meta: dict, mean_fields: tuple[str, ...] = (),
+                 keys: tuple[str, ...] = SUMMARY_KEYS):
+        """`mean_fields`: further numeric record fields to average in the summary (optional metrics);
+        `keys`: the record fields the summary groups by."""
         self.path = Path(path)
+        self.keys = keys
         self._mean_fields = _MEAN_FIELDS + tuple(f for f in mean_fields if f not in _MEAN_FIELDS)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_suffix(self.path.suffix + ".partial")
@@ -76,7 +79,7 @@ class ResultsWriter:
         record = {k: _clean(v) for k, v in record.items()}
         self._f.write(("  " if self._n == 0 else " ,") + json.dumps(record, sort_keys=True) + "\n")
         self._n += 1
-        key = tuple(record[k] for k in SUMMARY_KEYS)
+        key = tuple(record[k] for k in self.keys)
         for f in self._mean_fields:
             v = record.get(f)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -87,7 +90,7 @@ class ResultsWriter:
     def summary(self) -> list[dict]:
         rows = []
         for key in sorted(self._sums.keys() | self._counts.keys(), key=lambda k: tuple(map(str, k))):
-            row = dict(zip(SUMMARY_KEYS, key))
+            row = dict(zip(self.keys, key))
             row["records"] = self._counts[key]["records"]
             for f, total in self._sums[key].items():
                 row[f] = total / self._counts[key][f]

@@ -76,6 +76,80 @@ class SweepConfig(Strict):
     seeds: int = Field(1, ge=1, le=1000)
 
 
+class LossVariant(Strict):
+    """One loss process of a comparison, at each of the sweep's rates."""
+    model: Literal["bernoulli", "gilbert_elliott"] = "bernoulli"
+    burst: float | None = Field(None, ge=1)  # mean burst length in packets (gilbert_elliott)
+
+    @model_validator(mode="after")
+    def _burst(self):
+        if self.model == "gilbert_elliott" and self.burst is None:
+            raise ValueError("gilbert_elliott needs 'burst' (mean burst length in packets)")
+        if self.model == "bernoulli" and self.burst is not None:
+            raise ValueError("bernoulli losses have no 'burst'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return "bernoulli" if self.model == "bernoulli" else f"gilbert_elliott(burst {self.burst:g})"
+
+
+class MethodConfig(Strict):
+    """One way to send the frames: a codec, its receiver-side recovery, and its protection."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    codec: Literal["vq", "avif", "webp"] = "vq"
+    downscale: int = Field(1, ge=1, le=8)  # avif/webp: code at 1/downscale of the size, upscale back
+    recovery: str = "none"  # vq only: fills lost tokens (none, neighbour, transformer, ...)
+    fec: Literal["none", "rs", "xor_rows", "xor_grid"] = "none"
+    # parity packets per source packet, or "adaptive": Reed-Solomon sized from the reported loss
+    parity: float | Literal["adaptive"] = 0.0
+    nack: bool | Literal["auto"] = False  # auto: only where a round trip fits in the deadline
+    header: Literal["compact", "full"] = "compact"  # vq packets' header (codec/packets.py)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from recovery import RecoveryError, parse_method
+
+        if self.codec == "vq":
+            try:
+                parse_method(self.recovery)
+            except RecoveryError as e:
+                raise ValueError(str(e)) from None
+            if self.downscale != 1:
+                raise ValueError("downscale is for avif and webp; vq codes at full size")
+        elif self.recovery != "none":
+            raise ValueError(f"a {self.codec} frame with a packet missing cannot be decoded: recovery is for vq")
+        if self.parity == "adaptive" and self.fec != "rs":
+            raise ValueError("parity: adaptive sizes Reed-Solomon parities (fec: rs)")
+        if isinstance(self.parity, float) and not 0 <= self.parity <= 4:
+            raise ValueError("parity must be 0..4 parity packets per source packet, or 'adaptive'")
+        if self.fec in ("rs", "xor_rows") and self.parity == 0:
+            raise ValueError(f"fec: {self.fec} needs parity > 0 (or 'adaptive')")
+        if self.fec == "none" and self.parity != 0:
+            raise ValueError("parity without fec")
+        return self
+
+
+class ComparisonConfig(Strict):
+    """Methods side by side at equal bandwidth (docs/scenarios.md, `comparison:`)."""
+    # bytes per frame every method may put on the wire, or "reference": each frame's own size
+    # as the vq codec at codec.level sends it unprotected with compact headers
+    budget: Literal["reference"] | Bytes = "reference"
+    rtt: list[Seconds] = [0.02, 0.1]  # round-trip times; each way takes half
+    loss_models: list[LossVariant] = [LossVariant(), LossVariant(model="gilbert_elliott", burst=3)]
+    reverse_loss: Literal["same"] | Probability = "same"  # NACK path: the forward rate, or this
+    max_retries: int = Field(2, ge=1, le=10)
+    methods: list[MethodConfig]
+
+    @field_validator("methods")
+    @classmethod
+    def _unique(cls, v):
+        names = [m.name for m in v]
+        if not v or len(set(names)) != len(names):
+            raise ValueError("list each method once (unique names), at least one")
+        return v
+
+
 class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -87,6 +161,7 @@ class Scenario(Strict):
     sweep: SweepConfig = SweepConfig()
     # image-quality metrics beside PSNR and MS-SSIM (simnet/experiment/metrics.py)
     metrics: list[str] = ["psnr", "ms_ssim"]
+    comparison: ComparisonConfig | None = None  # methods at equal bandwidth (simnet/experiment/compare.py)
     seed: int = Field(0, ge=0, lt=2**32)
     path: Path | None = Field(None, exclude=True)
 
@@ -102,6 +177,15 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _sweep_needs_a_rate_model(self):
+        if self.comparison is not None:
+            for variant in self.comparison.loss_models:
+                for rate in self.loss_rates():
+                    if variant.model == "gilbert_elliott":
+                        try:
+                            gilbert_elliott_p(rate, variant.burst)
+                        except LossModelError as e:
+                            raise ValueError(f"comparison.loss_models: {e}") from None
+            return self
         if self.sweep.loss_rate and self.channel.loss.model not in ("bernoulli", "gilbert_elliott"):
             raise ValueError("sweep.loss_rate needs channel.loss.model bernoulli or gilbert_elliott")
         if self.sweep.loss_rate and self.channel.loss.model == "gilbert_elliott":

@@ -68,3 +68,12 @@ def check_scenario(scenario: Scenario) -> None:
     scenario this way before any work starts)."""
     check_level(scenario.codec.level, available_levels(scenario.resolve(scenario.codec.weights)),
                 level_key(scenario))
+
+
+def comparison_setup(scenario: Scenario) -> Setup:
+    """`scenario_setup` for a comparison: the recoveries are those its VQ methods name."""
+    methods = list(dict.fromkeys(m.recovery for m in scenario.comparison.methods if m.codec == "vq"))
+    setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
+                    scenario.codec.level, methods, level_key(scenario), scenario.codec.device)
+    setup.metrics = MetricSet(list(scenario.metrics))
+    return setup

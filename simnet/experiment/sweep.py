@@ -69,6 +69,9 @@ def load_scenarios(paths: list[Path], device: str | None = None, precision: str 
             raise ScenarioError(f"{path}: name: another scenario of this sweep is also named "
                                 f"{scenario.name!r}")
         names.add(scenario.name)
+        if scenario.comparison is not None:
+            raise ScenarioError(f"{path}: comparison: an equal-bandwidth comparison runs with `simnet run`, "
+                                f"not in a sweep")
         check_scenario(scenario)
         scenarios.append(scenario)
     return scenarios
