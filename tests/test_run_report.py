@@ -186,3 +186,16 @@ def test_first_page_says_the_scenario_and_the_result_in_words(tiny_run):
     other = min(rows.values(), key=lambda r: r["psnr"])
     assert f"{best['psnr'] - other['psnr']:.2f} dB above {other['method']}" in sentence
     assert sentence.count(".") >= 1 and "\n" not in sentence
+
+
+def test_compact_headers_cut_the_overhead_and_change_nothing_else(tmp_path, tiny_weights):
+    (tmp_path / "full.yaml").write_text(scenario_text(tiny_weights))
+    (tmp_path / "compact.yaml").write_text(scenario_text(tiny_weights).replace("seed: 1}", "seed: 1, header: compact}"))
+    for name in ("full", "compact"):
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / name), "--no-pdf"]) == 0
+    full = json.loads((tmp_path / "full" / "tiny.json").read_text())
+    compact = json.loads((tmp_path / "compact" / "tiny.json").read_text())
+    assert compact["run_info"]["packet_overhead_bits"] == 80 < full["run_info"]["packet_overhead_bits"] == 224
+    for a, b in zip(full["records"], compact["records"]):
+        assert (a["psnr"], a["loss_rate_tokens"], a["bpp_payload"]) == (b["psnr"], b["loss_rate_tokens"], b["bpp_payload"])
+        assert b["bpp_wire"] < a["bpp_wire"]

@@ -16,10 +16,11 @@ import numpy as np
 
 from codec.images import save_rgb
 from codec.metrics import quality
-from codec.packets import Depacketizer, OVERHEAD_BYTES
+from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
 from codec.tokens import TokenGrid
 
 from ..network.channel import ChannelOutcome, simulate_channel
+from ..network.protection import SHIM_BYTES, ProtectionError, parse_shim, protect
 from ..seeds import element_seed
 from .frames import load_frames, lost_token_overlay
 from .results import ResultsWriter
@@ -73,13 +74,34 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
         grid, lossless, q = by_image[key]
         t0 = time.perf_counter()
         packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
-                                  interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32)
+                                  interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32,
+                                  overhead=header_bytes(cfg.header))
+        wire = ([p.to_bytes() for p in packets] if cfg.header == "full"
+                else protect([p.to_compact() for p in packets], i)[0])
         timings.encode_s += time.perf_counter() - t0
-        out.append(EncodedFrame(name, rgb, grid, [p.to_bytes() for p in packets],
-                                sum(len(p.payload) for p in packets), lossless, q))
+        out.append(EncodedFrame(name, rgb, grid, wire, sum(len(p.payload) for p in packets), lossless, q))
         if progress:
             progress(i + 1, len(frames))
     return out
+
+
+def header_bytes(header: str) -> int:
+    """Bytes of header (and CRC) per packet: the full self-describing header, or the compact one
+    behind the transport shim."""
+    return OVERHEAD_BYTES if header == "full" else SHIM_BYTES + COMPACT_OVERHEAD_BYTES
+
+
+def add_wire_packet(depack: Depacketizer, data: bytes, header: str, session: Session) -> None:
+    """Hand one received packet to the depacketizer, in either header form; a malformed one counts
+    as corrupt."""
+    if header == "full":
+        depack.add(data)
+        return
+    try:
+        shim, body = parse_shim(data)
+        depack.add_packet(parse_compact(body, session, shim.frame, shim.index, shim.sources))
+    except (ProtectionError, PacketError):
+        depack.stats.corrupt += 1
 
 
 def latency_percentiles(values: list[float]) -> tuple[float | None, float | None]:
@@ -127,7 +149,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
         timings.simulate_s += time.perf_counter() - t0
         stats = outcome.summary()
         runs.append({"loss_rate_target": rate, "seed": seed + s, **stats})
-        _score_frames(setup, encoded, outcome, base, rate, seed + s, writer, timings,
+        _score_frames(setup, scenario.packets, encoded, outcome, base, rate, seed + s, writer, timings,
                       image_dir if s == 0 else None)
         done += 1
         if progress:
@@ -135,17 +157,19 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     return {"runs": runs, "timings": timings.as_dict(),
             "frames": len(encoded), "frame_size": list(encoded[0].rgb.shape[:2]),
             "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
-            "packet_overhead_bits": OVERHEAD_BYTES * 8}
+            "packet_overhead_bits": header_bytes(scenario.packets.header) * 8,
+            "packet_header": scenario.packets.header}
 
 
-def _score_frames(setup: Setup, encoded: list[EncodedFrame], outcome: ChannelOutcome, base: dict,
+def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcome: ChannelOutcome, base: dict,
                   rate: float, seed: int, writer, timings: RunTimings, image_dir: Path | None):
     """Assemble what arrived of each frame, recover, decode and score it with every method."""
     codec, codebook = setup.codec, setup.codec.codebook(setup.level)
     depack = Depacketizer(codec.prior)
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
+        session = Session(0, f.grid.level, f.grid.image_size, packets_cfg.interleave, packets_cfg.seed)
         for data in fo.on_time:
-            depack.add(data)
+            add_wire_packet(depack, data, packets_cfg.header, session)
         lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
         depack.forget(0, i)
         p50, p95 = latency_percentiles(fo.latencies_ms)

@@ -49,6 +49,9 @@ class PacketsConfig(Strict):
     max_tokens: int | None = Field(None, ge=1, le=65535)
     interleave: Literal["none", "random"] = "random"
     seed: int = Field(1, ge=0, lt=2**32)
+    # full: every packet self-describing (28 bytes with its CRC); compact: RTP-like, 10 bytes (a
+    # 6-byte transport shim and 4 bytes of position), the stream's constants signalled once
+    header: Literal["full", "compact"] = "full"
 
 
 class ReceiverConfig(Strict):
