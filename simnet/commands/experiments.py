@@ -26,9 +26,12 @@ def _progress_columns(label: str | None = None):
               help="Folder for NAME.json, NAME.pdf and NAME-images/.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--no-pdf", is_flag=True, help="Write the JSON only.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: one per core). Records are identical bit for bit for the "
+                   "same thread count: a sweep's jobs use 1, so `--threads 1` reproduces a sweep.")
 @device_option(None)
 @precision_option(None)
-def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: str | None,
+def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, threads: int | None, device: str | None,
         precision: str | None):
     """Run one scenario: progress, a summary table, then OUT/NAME.json and OUT/NAME.pdf.
 
@@ -47,6 +50,10 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, device: 
 
     scenario = load_scenario(scenario_file).with_compute(device, precision)
     seed = scenario.seed if seed is None else seed
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if scenario.comparison is not None:
         return _run_comparison(scenario, scenario_file, out, seed, no_pdf, device, precision)
     started = time.perf_counter()
