@@ -18,11 +18,15 @@ from recovery import get_method
 from simnet.mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
 from simnet.mqtt.sender import LiveChannel, send_stream
 from simnet.mqtt.transport import (ConnectionOptions, MAX_PAYLOAD, MqttError, Mosquitto, free_port,
-                                   mosquitto_binary, parse_broker, unwrap, wrap)
+                                   model_tag, mosquitto_binary, parse_broker, unwrap, wrap)
 from simnet.network.config import ChannelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
+
+
+def TAG(codec):  # the envelope's model tag of these weights
+    return model_tag(codec.checksum)
 
 
 def frames_of(sample_rgb, n):
@@ -30,9 +34,9 @@ def frames_of(sample_rgb, n):
 
 
 def test_envelope_round_trip_and_rejects():
-    t, data = unwrap(wrap(b"packet", 12.5))
-    assert t == 12.5 and data == b"packet"
-    for bad in (b"", b"XX" + bytes(20), bytes(MAX_PAYLOAD + 1)):
+    t, data, model = unwrap(wrap(b"packet", 12.5, b"\x01\x02\x03\x04"))
+    assert t == 12.5 and data == b"packet" and model == b"\x01\x02\x03\x04"
+    for bad in (b"", b"XX" + bytes(20), bytes(MAX_PAYLOAD + 1), wrap(b"p", float("nan"))):
         with pytest.raises(MqttError):
             unwrap(bad)
 
@@ -52,7 +56,7 @@ def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
     packets = tiny_codec.packetize(grid, frame=0, max_tokens=5)
     assert len(packets) == 7
     for p in packets[1:]:
-        assert rx.on_payload(wrap(p.to_bytes(), time.time()), now=100.0) == "ok"
+        assert rx.on_payload(wrap(p.to_bytes(), time.time(), TAG(tiny_codec)), now=100.0) == "ok"
     assert rx.on_payload(b"garbage", 100.0) == "garbage"
     assert rx.on_payload(bytes(MAX_PAYLOAD + 10), 100.0) == "garbage"
     assert rx.due_frames(100.05) == []
@@ -60,7 +64,7 @@ def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
     stats = rx.decode_frame(0)
     assert stats["frames_shown"] == 1 and stats["packets_lost"] == 1 and stats["garbage"] == 1
     assert stats["oversized"] == 1 and 0 < stats["token_loss_last"] < 0.2
-    assert rx.on_payload(wrap(packets[0].to_bytes(), time.time()), 100.3) == "late"
+    assert rx.on_payload(wrap(packets[0].to_bytes(), time.time(), TAG(tiny_codec)), 100.3) == "late"
     assert rx.stats["packets_late"] == 1
     assert rx.state.png("frame").startswith(b"\x89PNG")
     from io import BytesIO
@@ -130,7 +134,7 @@ def test_broker_restart_mid_stream(tiny_codec, sample_rgb):
 def test_live_view_serves_page_state_and_frames(tiny_codec, sample_rgb):
     rx = StreamReceiver(tiny_codec, get_method("none"), deadline=0.0)
     for p in tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0):
-        rx.on_payload(wrap(p.to_bytes(), time.time()), 0.0)
+        rx.on_payload(wrap(p.to_bytes(), time.time(), TAG(tiny_codec)), 0.0)
     rx.decode_frame(0)
     port = free_port()
     server = serve_live_view(rx.state, "127.0.0.1", port)
@@ -153,7 +157,7 @@ def test_live_view_in_headless_chromium(tiny_codec, sample_rgb, tmp_path):
     rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.0, stream="browser")
     packets = tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0, max_tokens=4)
     for p in packets[::2]:
-        rx.on_payload(wrap(p.to_bytes(), time.time()), 0.0)
+        rx.on_payload(wrap(p.to_bytes(), time.time(), TAG(tiny_codec)), 0.0)
     rx.decode_frame(0)
     port = free_port()
     server = serve_live_view(rx.state, "127.0.0.1", port)

@@ -149,6 +149,10 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
         if server:
             server.shutdown()
     out_console.print(json.dumps(stats, indent=1))
+    if idle_timeout is not None and not stats["packets_received"]:
+        who = f"user {username!r}" if username else "an anonymous client"
+        raise UserError(f"no packet of stream {stream!r} arrived in {idle_timeout:g} s: no sender is streaming on "
+                        f"simnet/{stream}/packets, or the broker's ACL does not let {who} read it")
 
 
 @mqtt.command("relay")

@@ -19,7 +19,10 @@ from codec.packets import Depacketizer, PacketError, parse_packet
 from codec.tokens import TokenGrid
 
 from ..experiment.frames import lost_token_overlay
-from .transport import ConnectionOptions, MqttError, feedback_topic, packets_topic, unwrap, with_reconnect
+import aiomqtt
+
+from .transport import (ConnectionOptions, MqttError, feedback_topic, model_tag, packets_topic, unwrap,
+                        with_reconnect)
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>simnet live: {stream}</title>
 <style>body{{font-family:sans-serif;background:#111;color:#eee;margin:16px}}
@@ -122,6 +125,9 @@ def serve_live_view(state: LiveState, host: str = "127.0.0.1", port: int = 8765)
 class StreamReceiver:
     """Packet bookkeeping and frame decoding, independent of MQTT (tests drive it directly)."""
 
+    WINDOW = 64  # frames either side of the newest shown one that a packet may belong to
+    REANCHOR_AFTER = 2.0  # seconds of packets outside the window, none inside: the sender restarted
+
     def __init__(self, codec, recovery, deadline: float, stream: str = "demo",
                  save_dir: Path | None = None, max_backlog: int = 2):
         self.codec, self.recovery, self.deadline = codec, recovery, deadline
@@ -135,7 +141,10 @@ class StreamReceiver:
                       "packets_lost": 0, "packets_late": 0, "garbage": 0, "oversized": 0, "duplicates": 0,
                       "loss_rate": 0.0, "late_share": 0.0, "jitter_ms": 0.0, "token_loss_last": 0.0,
                       "decode_ms_last": 0.0, "fps": 0.0}
-        self.stats["frames_lost"] = 0
+        self.stats.update(frames_lost=0, wrong_model=0, other_stream=0, out_of_window=0)
+        self.model = model_tag(codec.checksum)
+        self._anchor: int | None = None  # the window's centre before any frame is shown
+        self._outside_since: float | None = None
         self._jitter = 0.0
         self._last_transit: float | None = None
         self._last_closed: int | None = None
@@ -143,15 +152,24 @@ class StreamReceiver:
 
     def on_payload(self, payload: bytes, now: float) -> str:
         try:
-            frame_time, data = unwrap(payload)
+            frame_time, data, model = unwrap(payload)
         except MqttError as e:
             self.stats["oversized" if "oversized" in str(e) else "garbage"] += 1
             return "garbage"
+        if model != self.model:  # made with other weights: its tokens would decode to nonsense
+            self.stats["wrong_model"] += 1
+            return "wrong_model"
         try:
             packet = parse_packet(data)
         except PacketError:
             self.stats["garbage"] += 1
             return "garbage"
+        if packet.stream != 0:
+            self.stats["other_stream"] += 1
+            return "other_stream"
+        if not self._in_window(packet.frame, now):
+            self.stats["out_of_window"] += 1
+            return "out_of_window"
         if packet.frame in self.closed:
             self.stats["packets_late"] += 1
             return "late"
@@ -172,6 +190,24 @@ class StreamReceiver:
         self._last_transit = transit
         self.stats["jitter_ms"] = self._jitter * 1e3
         return "ok"
+
+    def _in_window(self, frame: int, now: float) -> bool:
+        """Whether `frame` is near the stream's current frame: a forged or stray frame number far
+        away would otherwise hold memory and wreck the loss statistics. Packets only from outside
+        the window for REANCHOR_AFTER seconds mean the sender started again: follow it."""
+        centre = self._last_closed if self._last_closed is not None else self._anchor
+        if centre is None or abs(frame - centre) <= self.WINDOW:
+            if centre is None:
+                self._anchor = frame
+            self._outside_since = None
+            return True
+        if self._outside_since is None:
+            self._outside_since = now
+        elif now - self._outside_since > self.REANCHOR_AFTER:
+            self._anchor, self._last_closed, self._outside_since = frame, None, None
+            self.closed.clear()
+            return True
+        return False
 
     def due_frames(self, now: float) -> list[int]:
         due = sorted(f for f, s in self.slots.items() if now >= s.first_arrival + self.deadline)
@@ -240,9 +276,11 @@ async def receive_stream(options: ConnectionOptions, stream: str, receiver: Stre
     """Receive until `frames` frames were shown, `stop` is set, or nothing arrived for
     `idle_timeout` seconds; reconnects when the broker goes away."""
     last_arrival = [time.monotonic()]
+    stale_after = 3 * options.keepalive  # a connection silent this long may be half dead
 
     async def session(client):
         await client.subscribe(packets_topic(stream), qos=options.qos)
+        connected = time.monotonic()
 
         async def pump():
             async for message in client.messages:
@@ -258,6 +296,8 @@ async def receive_stream(options: ConnectionOptions, stream: str, receiver: Stre
                     break
                 if idle_timeout is not None and time.monotonic() - last_arrival[0] > idle_timeout:
                     break
+                if time.monotonic() - max(last_arrival[0], connected) > stale_after:
+                    raise aiomqtt.MqttError(f"no traffic for {stale_after} s (3 keepalives): reconnecting")
                 if pump_task.done():
                     pump_task.result()  # re-raises a lost connection: reconnect
                 for frame in receiver.due_frames(time.monotonic()):

@@ -15,7 +15,7 @@ from ..network.config import ChannelConfig
 from ..network.elements import sample_delay
 from ..network.loss_models import make_loss_model
 from ..seeds import element_seed
-from .transport import (ConnectionOptions, MqttError, feedback_topic, packets_topic, unwrap,
+from .transport import (ConnectionOptions, MqttError, feedback_topic, model_tag, packets_topic, unwrap,
                         with_reconnect, wrap)
 
 
@@ -55,6 +55,7 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
     stats = SenderStats()
     pending: set[asyncio.Task] = set()
     start = time.monotonic()  # frame i is due at start + i / fps, across reconnects
+    tag = model_tag(codec.checksum)
 
     async def session(client):
         await client.subscribe(feedback_topic(stream), qos=options.qos)
@@ -84,7 +85,7 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                                           seed=(interleave_seed + i) % 2**32)
                 captured = time.time()
                 for p in packets:
-                    payload = wrap(p.to_bytes(), captured)
+                    payload = wrap(p.to_bytes(), captured, tag)
                     hold = channel.decide() if channel is not None else 0.0
                     stats.packets += 1
                     stats.bytes += len(payload)

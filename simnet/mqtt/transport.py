@@ -17,13 +17,20 @@ from pathlib import Path
 
 import aiomqtt
 
-ENVELOPE = struct.Struct("<2sBd")  # b"SM", version 1, the frame's capture time (sender clock, s)
-ENVELOPE_VERSION = 1
+# b"SM", version, the first 4 bytes of the sender's model checksum (a receiver with other weights
+# drops the packet instead of decoding nonsense), the frame's capture time (sender clock, s)
+ENVELOPE = struct.Struct("<2sB4sd")
+ENVELOPE_VERSION = 2
 MAX_PAYLOAD = 64 * 1024  # larger payloads on the packet topic are counted and dropped
 
 
 class MqttError(ValueError):
     pass
+
+
+class MqttRefused(MqttError):
+    """The broker said no in a way retrying cannot change: wrong credentials, a certificate the
+    CA does not vouch for, TLS against a plain port."""
 
 
 # aiomqtt warns about every backlog of QoS 0 publishes; bursts of packets are normal here
@@ -39,20 +46,27 @@ def feedback_topic(stream: str) -> str:
     return f"simnet/{stream}/feedback"
 
 
-def wrap(packet: bytes, frame_time: float) -> bytes:
-    return ENVELOPE.pack(b"SM", ENVELOPE_VERSION, frame_time) + packet
+def model_tag(checksum: str) -> bytes:
+    """The envelope's 4 bytes naming the weights that made a packet (a codec's hex checksum)."""
+    return bytes.fromhex(checksum)[:4]
 
 
-def unwrap(payload: bytes) -> tuple[float, bytes]:
-    """-> (frame time, packet bytes); MqttError for anything else."""
+def wrap(packet: bytes, frame_time: float, model: bytes = bytes(4)) -> bytes:
+    return ENVELOPE.pack(b"SM", ENVELOPE_VERSION, model[:4].ljust(4, b"\0"), frame_time) + packet
+
+
+def unwrap(payload: bytes) -> tuple[float, bytes, bytes]:
+    """-> (frame time, packet bytes, model checksum prefix); MqttError for anything else."""
     if len(payload) > MAX_PAYLOAD:
         raise MqttError(f"oversized payload ({len(payload)} B)")
     if len(payload) < ENVELOPE.size:
         raise MqttError("payload shorter than the envelope")
-    magic, version, frame_time = ENVELOPE.unpack_from(payload)
+    magic, version, model, frame_time = ENVELOPE.unpack_from(payload)
     if magic != b"SM" or version != ENVELOPE_VERSION:
         raise MqttError("not a simnet packet envelope")
-    return frame_time, bytes(payload[ENVELOPE.size:])
+    if frame_time != frame_time or abs(frame_time) > 1e11:  # NaN, or no plausible clock
+        raise MqttError("not a simnet packet envelope (bad frame time)")
+    return frame_time, bytes(payload[ENVELOPE.size:]), model
 
 
 def parse_broker(text: str, default_port: int = 1883) -> tuple[str, int]:
@@ -87,6 +101,11 @@ class ConnectionOptions:
     qos: int = 0
     keepalive: int = 30
     max_backoff: float = 10.0
+    connect_timeout: float = 5.0  # seconds for the broker to answer (TCP, TLS, CONNACK)
+
+    def __repr__(self) -> str:  # never the password, wherever options get printed
+        return (f"ConnectionOptions({self.host}:{self.port}, user={self.username!r}, "
+                f"password={'***' if self.password else None}, tls={bool(self.ca_file)})")
 
     def client(self) -> aiomqtt.Client:
         tls = None
@@ -96,13 +115,32 @@ class ConnectionOptions:
             tls = aiomqtt.TLSParameters(ca_certs=self.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         return aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
                               identifier=self.client_id, keepalive=self.keepalive, tls_params=tls,
+                              timeout=self.connect_timeout,
                               logger=_QUIET,
                               max_queued_incoming_messages=10_000, max_queued_outgoing_messages=10_000)
 
 
+def refusal(error: Exception, options: "ConnectionOptions") -> str | None:
+    """One line for a connection error that retrying cannot fix, or None (a broker that is down
+    or restarting: retry). Never includes the password."""
+    where = f"broker {options.host}:{options.port}"
+    text = str(error)
+    rc = getattr(error, "rc", None)
+    if isinstance(error, aiomqtt.MqttCodeError) and rc is not None and str(rc) in (
+            "Not authorized", "Bad user name or password", "Bad username or password"):
+        who = f"user {options.username!r}" if options.username else "an anonymous client"
+        return f"{where} refused the login of {who} ({rc}): check --username and --password"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (f"{where}: its TLS certificate is not signed by --ca-file {options.ca_file} "
+                f"({text.split('certificate verify failed:')[-1].split('(_ssl')[0].strip()})")
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return f"{where} does not speak TLS on this port: drop --ca-file, or use the broker's TLS port"
+    return None
+
+
 async def with_reconnect(options: ConnectionOptions, session, log=print, stop: asyncio.Event | None = None):
     """Run `session(client)` and reconnect with exponential backoff whenever the broker goes away,
-    until `session` returns or `stop` is set."""
+    until `session` returns or `stop` is set. A refusal (`refusal`) raises MqttRefused at once."""
     delay = 0.2
     while stop is None or not stop.is_set():
         try:
@@ -110,7 +148,12 @@ async def with_reconnect(options: ConnectionOptions, session, log=print, stop: a
                 delay = 0.2
                 return await session(client)
         except aiomqtt.MqttError as e:
-            log(f"broker {options.host}:{options.port} unavailable ({e}); retrying in {delay:.1f} s")
+            reason = refusal(e, options)
+            if reason:
+                raise MqttRefused(reason) from None
+            hint = ("; if the broker requires TLS, give --ca-file" if not options.ca_file
+                    and "timed out" in str(e).lower() else "")
+            log(f"broker {options.host}:{options.port} unavailable ({e}){hint}; retrying in {delay:.1f} s")
             await asyncio.sleep(delay)
             delay = min(options.max_backoff, delay * 2)
 
@@ -152,7 +195,11 @@ class Mosquitto:
     """A mosquitto broker process listening on `host:port`, with its own config file; for tests,
     benchmarks and two-host setups (`prefix` runs it inside a network namespace)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, prefix: list[str] | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, prefix: list[str] | None = None,
+                 settings: list[str] | None = None):
+        """`settings`: further mosquitto.conf lines for the listener (TLS files, password_file,
+        acl_file); with any of them, anonymous clients are refused."""
+        self.settings = list(settings or [])
         self.binary = mosquitto_binary()
         if self.binary is None:
             raise MqttError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -163,8 +210,9 @@ class Mosquitto:
 
     def start(self, timeout: float = 5.0) -> "Mosquitto":
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-                        f"max_queued_messages 10000\n")
+        anonymous = "false" if any(line.startswith("password_file") for line in self.settings) else "true"
+        conf.write_text(f"listener {self.port} {self.host}\nallow_anonymous {anonymous}\npersistence false\n"
+                        f"max_queued_messages 10000\n" + "".join(line + "\n" for line in self.settings))
         self.proc = subprocess.Popen(self.prefix + [self.binary, "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + timeout
