@@ -237,3 +237,92 @@ def test_two_hosts_in_network_namespaces(tiny_weights, tmp_path):
     finally:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@needs_mosquitto
+def test_junk_on_the_wire_is_counted_dropped_and_bounded(tiny_codec, sample_rgb):
+    """While a stream runs, a stranger floods the packets topic with random bytes, truncated
+    envelopes, packets of other weights and other streams, forged frame numbers, duplicates and
+    very late packets. The receiver counts and drops them, keeps decoding, and its frame slots and
+    memory stay bounded."""
+    import aiomqtt
+
+    from simnet.mqtt.transport import packets_topic
+
+    rng = np.random.default_rng(5)
+    frames = frames_of(sample_rgb, 40)
+    grid = tiny_codec.encode(frames[0][1], 64)
+    real = [p.to_bytes() for p in tiny_codec.packetize(grid, frame=0, max_tokens=3)]
+    tag = TAG(tiny_codec)
+
+    def junk(i: int) -> bytes:
+        kind = i % 7
+        if kind == 0:
+            return rng.bytes(int(rng.integers(0, 300)))
+        if kind == 1:
+            return wrap(real[i % len(real)], time.time(), tag)[:int(rng.integers(1, 20))]
+        if kind == 2:
+            return wrap(real[i % len(real)], time.time(), b"\xde\xad\xbe\xef")  # other weights
+        packet = tiny_codec.packetize(grid, stream=7 if kind == 3 else 0,
+                                      frame=[0, 0, 10**6 + i, 0, 0][kind - 3], max_tokens=3)[0]
+        if kind == 6:
+            return wrap(real[0], time.time(), tag)  # a duplicate of frame 0, long closed: late
+        return wrap(packet.to_bytes(), time.time(), tag)
+
+    pool = [junk(i) for i in range(700)]
+    high_water = {"slots": 0, "rss": 0}
+
+    def rss() -> int:
+        return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+    async def main(port):
+        options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=2)
+        rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
+        receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
+                                                       frames=len(frames), idle_timeout=8.0))
+        await asyncio.sleep(0.5)
+
+        async def flood():
+            async with aiomqtt.Client("127.0.0.1", port) as client:
+                for i in range(10_000):
+                    await client.publish(packets_topic("t"), pool[i % len(pool)], qos=0)
+                    high_water["slots"] = max(high_water["slots"], len(rx.slots))
+                    if i % 200 == 0:
+                        high_water["rss"] = max(high_water["rss"], rss())
+                        await asyncio.sleep(0.01)
+
+        before = rss()
+        flooding = asyncio.create_task(flood())
+        sent = await send_stream(options, "t", frames, tiny_codec, 64, 20.0, max_tokens=3, log=lambda s: None)
+        await flooding
+        stats = await receiving
+        return sent, stats, rx, high_water["rss"] - before
+
+    with Mosquitto() as broker:
+        sent, stats, rx, growth = asyncio.run(main(broker.port))
+    assert sent.frames == 40 and stats["frames_shown"] >= 36
+    for key in ("garbage", "wrong_model", "other_stream", "out_of_window", "packets_late"):
+        assert stats[key] > 50, (key, stats)
+    assert stats["packets_lost"] / stats["packets_expected"] < 0.05  # junk did not spoil the statistics
+    assert high_water["slots"] <= 2 * StreamReceiver.WINDOW + 1 and len(rx.closed) <= 10_000
+    assert growth < 64 * 2**20  # resident memory during the flood, over what it was before, bytes
+
+
+@needs_mosquitto
+@pytest.mark.slow
+def test_soak_for_a_minute_through_broker_kills():
+    """benchmarks/mqtt_soak.py's short version: send and receive as processes, mosquitto killed
+    (SIGKILL) and restarted every 20 s, 20% bursty loss."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mqtt_soak", Path(__file__).parent.parent / "benchmarks" / "mqtt_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    result = soak.soak(minutes=1, restart_every=20, fps=5, size="64x96", loss=0.2, stream="soaktest",
+                       log=lambda s: None)
+    assert result["receiver_exit"] == 0 and result["frames_sent"] == 300
+    assert len(result["restarts"]) == 2
+    assert all(r["resumed_after_s"] is not None and r["resumed_after_s"] < 5 for r in result["restarts"]), result
+    assert result["frames_shown"] + result["frames_skipped"] + result["frames_lost"] >= 0.9 * 300
+    assert result["frames_shown"] >= 0.6 * 300
+    assert result["rss_growth_after_warmup_mb"] < 64
