@@ -43,6 +43,8 @@ class ImageCodec:
         self.model = model.eval().to(self.compute.device, memory_format=torch.channels_last)
         self.levels = levels
         self._codebooks: dict[int, torch.Tensor] = {}  # on the model's device
+        self.concealer = None  # codec.conceal.ConcealingDecoder, where its weights ship
+        self.conceal_checksum: str | None = None
         # grids of more tokens than this are encoded and decoded in overlapping tiles of at most
         # `tile_tokens` a side, sharing `tile_overlap` (codec/tiling.py): bounded memory
         self.max_tile_tokens, self.tile_tokens, self.tile_overlap = 64 * 64, 64, 8
@@ -118,27 +120,45 @@ class ImageCodec:
         idx = lvl.assign(z.permute(1, 2, 0).reshape(-1, d), rate_lambda).reshape(h, w)
         return TokenGrid(idx.numpy(), level, rgb.shape[:2])
 
+    def use_concealer(self, model, checksum: str | None = None) -> None:
+        """A concealing decoder (codec/conceal.py) for grids with lost tokens (`decode(lost=)`);
+        `checksum`: of its weights file, for the results' meta."""
+        self.concealer = model.eval().to(self.compute.device, memory_format=torch.channels_last)
+        self.conceal_checksum = checksum
+
     @torch.no_grad()
-    def decode_tensor(self, indices: torch.Tensor, level: int) -> torch.Tensor:
+    def decode_tensor(self, indices: torch.Tensor, level: int, lost: torch.Tensor | None = None) -> torch.Tensor:
         """(B, h, w) indices -> (B, 3, 16h, 16w) pixels in [-1, 1], uncropped, on the CPU; a large
-        grid in tiles."""
+        grid in tiles. `lost` (B, h, w) bool: the concealing decoder renders those positions."""
         if level not in self._codebooks:
             self._codebooks[level] = self.codebook(level).to(self.device)
 
         def run(y0, y1, x0, x1):
             part = indices[:, y0:y1, x0:x1].to(self.device)
             with self.compute.autocast():
-                return self.model.decode_indices(part, self._codebooks[level]).float().cpu()
+                if lost is None:
+                    return self.model.decode_indices(part, self._codebooks[level]).float().cpu()
+                zq = torch.nn.functional.embedding(part, self._codebooks[level]).permute(0, 3, 1, 2)
+                mask = lost[:, None, y0:y1, x0:x1].to(self.device, zq.dtype)
+                return self.concealer(zq.contiguous(memory_format=torch.channels_last), mask).float().cpu()
 
         h, w = indices.shape[-2:]
         y = run(0, h, 0, w) if not self._tiled(h, w) else blend_tiles(
             run, h, w, self.tile_tokens, self.tile_overlap, self.factor)
         return y.clamp(-1, 1)
 
-    def decode(self, grid: TokenGrid) -> np.ndarray:
-        """TokenGrid -> HxWx3 uint8 at the original image size."""
+    def decode(self, grid: TokenGrid, lost: np.ndarray | None = None) -> np.ndarray:
+        """TokenGrid -> HxWx3 uint8 at the original image size. With `lost` (the positions a
+        recovery filled) and a concealing decoder, the decoder conceals them; with nothing lost, or
+        no concealer, it is the plain decode."""
         h, w = grid.image_size
-        y = self.decode_tensor(torch.from_numpy(grid.indices)[None], grid.level)
+        mask = None
+        if lost is not None and lost.any():
+            if self.concealer is None:
+                raise CheckpointError("no concealing decoder: its weights (conceal.safetensors) are not "
+                                      "in the weights folder")
+            mask = torch.from_numpy(np.asarray(lost, dtype=bool))[None]
+        y = self.decode_tensor(torch.from_numpy(grid.indices)[None], grid.level, mask)
         return to_uint8(y[..., :h, :w])
 
     def to_bytes(self, grid: TokenGrid) -> bytes:

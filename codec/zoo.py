@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 from .checkpoint import CheckpointError
+from .safe_weights import file_checksum
 from .image_codec import ImageCodec
 from .levels import load_levels
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TOKENIZER_FILE = "tokenizer.safetensors"
 LEVELS_FILE = "levels.safetensors"
+CONCEAL_FILE = "conceal.safetensors"  # optional: the concealing decoder (codec/conceal.py)
 
 
 def weights_dir() -> Path:
@@ -33,7 +35,16 @@ def load_codec(folder: Path | None = None, precision: str = "auto", device: str 
     """The codec in `folder` (None: the shipped weights, or SIMNET_WEIGHTS); `precision` and
     `device` as in codec.hardware.resolve."""
     tokenizer, levels = _files(folder)
-    return ImageCodec.from_files(tokenizer, levels, precision=precision, device=device)
+    codec = ImageCodec.from_files(tokenizer, levels, precision=precision, device=device)
+    conceal = tokenizer.parent / CONCEAL_FILE
+    if conceal.is_file():
+        from .conceal import ConcealError, load_concealer
+
+        try:
+            codec.use_concealer(load_concealer(conceal, codec.tokenizer_checksum), file_checksum(conceal))
+        except ConcealError as e:
+            raise CheckpointError(str(e)) from None
+    return codec
 
 
 def available_levels(folder: Path | None = None) -> list[int]:

@@ -12,11 +12,20 @@ def available_methods() -> list[str]:
     return list(BASELINES) + ["transformer"]
 
 
+CONCEAL = "+conceal"  # a method's suffix: the codec's concealing decoder renders what it filled
+
+
+def conceals(spec: str) -> bool:
+    """Whether the method `spec` (e.g. 'transformer+conceal') decodes with the concealing decoder."""
+    return spec.strip().endswith(CONCEAL)
+
+
 def parse_method(spec: str) -> tuple[str, dict]:
     """'transformer:STEPS[:DECISION[:WINDOW]]' -> ('transformer', {'steps': STEPS, 'decision':
     DECISION, 'window': WINDOW}); WINDOW is the attention window in tokens or 'grid' (the whole
-    grid). Other names take no options."""
-    name, *opts = spec.strip().split(":")
+    grid). Other names take no options. Any of them may end in '+conceal' (see `conceals`)."""
+    spec = spec.strip().removesuffix(CONCEAL)
+    name, *opts = spec.split(":")
     if name not in available_methods():
         raise RecoveryError(f"unknown recovery method {name!r} (expected one of {available_methods()})")
     if opts and name != "transformer":
@@ -53,12 +62,14 @@ def get_method(spec: str, **kwargs) -> Recovery:
     and `device=` place it (codec.hardware.resolve)."""
     name, options = parse_method(spec)
     if name in BASELINES:  # they run on the CPU in integer and fp32 arithmetic
-        return BASELINES[name]()
-    from .transformer_recovery import TransformerRecovery
+        method = BASELINES[name]()
+    else:
+        from .transformer_recovery import TransformerRecovery
 
-    method = TransformerRecovery.from_weights(**options, **kwargs)
+        method = TransformerRecovery.from_weights(**options, **kwargs)
     method.name = spec
+    method.conceal = conceals(spec)
     return method
 
 
-__all__ = ["Recovery", "RecoveryError", "available_methods", "get_method", "parse_method"]
+__all__ = ["Recovery", "RecoveryError", "available_methods", "conceals", "get_method", "parse_method"]

@@ -131,6 +131,9 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     codec = load_codec_at(weights, None, precision, device)
     method = get_method(recovery, precision=codec.precision, device=codec.device)
+    from ..experiment.setup import check_concealer
+
+    check_concealer(codec, [method])
     say_compute(codec.compute)
     receiver = StreamReceiver(codec, method, deadline / 1e3, stream, save)
     server = None

@@ -216,10 +216,11 @@ class MethodCoder:
             t0 = time.perf_counter()
             filled = self.recovery.recover(lossy, codec.codebook(level))
             self.recover_s += time.perf_counter() - t0
-        key = (frame, level, filled.tobytes())
+        concealed = getattr(self.recovery, "conceal", False) and lossy.missing.any()
+        key = (frame, level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"")
         if key not in self._decodes:
             t0 = time.perf_counter()
-            self._decodes[key] = codec.decode(TokenGrid(filled, level, size))
+            self._decodes[key] = codec.decode(TokenGrid(filled, level, size), lossy.missing if concealed else None)
             self.decode_s += time.perf_counter() - t0
         return self._decodes[key], lossy.loss_rate
 

@@ -193,10 +193,12 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                 t0 = time.perf_counter()
                 filled = method.recover(lossy, codebook)
                 timings.recover_s += time.perf_counter() - t0
-                key = filled.tobytes()
+                concealed = getattr(method, "conceal", False)
+                key = filled.tobytes() + (lost.tobytes() if concealed else b"")
                 if key not in decodes:
                     t0 = time.perf_counter()
-                    decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size))
+                    decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size),
+                                           lost if concealed else None)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     decodes[key] = decoded, quality(f.rgb, decoded, setup.metrics or None)

@@ -31,6 +31,8 @@ class Setup:
     def checksums(self) -> dict[str, str]:
         """sha256 of the codec's weights and of each recovery model that has weights."""
         out = {"codec": self.codec.checksum}
+        if self.codec.conceal_checksum and any(getattr(m, "conceal", False) for m in self.recoveries.values()):
+            out["conceal"] = self.codec.conceal_checksum
         out.update({name: m.checksum for name, m in self.recoveries.items() if getattr(m, "checksum", None)})
         return out
 
@@ -48,7 +50,16 @@ def prepare(weights: Path | None, precision: str, level: int, methods: list[str]
     codec = load_codec(weights, precision, device)
     check_level(level, codec.level_sizes, where)
     recoveries = {spec: get_method(spec, precision=codec.precision, device=codec.device) for spec in methods}
+    check_concealer(codec, recoveries.values())
     return Setup(codec, level, recoveries)
+
+
+def check_concealer(codec: ImageCodec, methods) -> None:
+    """A '+conceal' method needs the codec's concealing decoder: say so before any work."""
+    wanting = [m.name for m in methods if getattr(m, "conceal", False)]
+    if wanting and codec.concealer is None:
+        raise UserError(f"{wanting[0]}: the weights folder has no concealing decoder (conceal.safetensors; "
+                        f"train one with `simnet train conceal`)")
 
 
 def level_key(scenario: Scenario) -> str:

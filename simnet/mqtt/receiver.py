@@ -246,7 +246,9 @@ class StreamReceiver:
             filled = self.recovery.recover(lossy, self.codec.codebook(lossy.grid.level))
         else:
             filled = lossy.grid.indices
-        rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size))
+        concealed = getattr(self.recovery, "conceal", False) and lossy.missing.any()
+        rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size),
+                                lossy.missing if concealed else None)
         st = self.stats
         st["frames_shown"] += 1
         st["token_loss_last"] = lossy.loss_rate
