@@ -151,8 +151,10 @@ async def with_reconnect(options: ConnectionOptions, session, log=print, stop: a
             reason = refusal(e, options)
             if reason:
                 raise MqttRefused(reason) from None
-            hint = ("; if the broker requires TLS, give --ca-file" if not options.ca_file
-                    and "timed out" in str(e).lower() else "")
+            text = str(e).lower()
+            hint = ("; if the broker requires TLS, give --ca-file" if not options.ca_file and "timed out" in text
+                    else "; if this port does not speak TLS, drop --ca-file" if options.ca_file
+                    and "reset by peer" in text else "")
             log(f"broker {options.host}:{options.port} unavailable ({e}){hint}; retrying in {delay:.1f} s")
             await asyncio.sleep(delay)
             delay = min(options.max_backoff, delay * 2)
