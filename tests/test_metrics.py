@@ -46,6 +46,17 @@ def test_a_jpeg_quality_ladder_is_monotone(name, photos):
     metric.close()
 
 
+def test_metrics_started_beside_the_caller_give_the_same_figures(photos):
+    names = [n for n in ("butteraugli", "ssimulacra", "flip") if not METRICS[n].why_unavailable()]
+    if not names:
+        pytest.skip("no perceptual metric can run here")
+    metric = MetricSet(names)
+    pairs = [(rgb, classical.jpeg(rgb, q)[0]) for rgb in photos for q in (10, 60)]
+    pending = [metric.start(ref, dec) for ref, dec in pairs]  # all running at once, two references
+    assert [p.result() for p in pending] == [metric(ref, dec) for ref, dec in pairs]
+    metric.close()
+
+
 def test_metrics_run_with_the_network_blocked(monkeypatch, photos):
     runnable = [name for name in PERCEPTUAL if not METRICS[name].why_unavailable()]
     if not runnable:

@@ -53,31 +53,80 @@ class _PairFiles:
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="simnet-metrics-"))
         self.reference, self.decoded = str(self.folder / "reference.png"), str(self.folder / "decoded.png")
-        self._reference_key: bytes | None = None
         self.close = weakref.finalize(self, shutil.rmtree, self.folder, True)
 
     def write(self, reference: np.ndarray, decoded: np.ndarray) -> None:
-        key = hashlib.sha1(repr(reference.shape).encode() + reference.tobytes()).digest()
-        if key != self._reference_key:
-            Image.fromarray(reference).save(self.reference, compress_level=1)
-            self._reference_key = key
+        self.reference = self.reference_file(reference)
         Image.fromarray(decoded).save(self.decoded, compress_level=1)
 
+    def reference_file(self, reference: np.ndarray) -> str:
+        """The reference's PNG, written once (one file per distinct reference, so metrics still
+        running on an earlier pair keep reading theirs)."""
+        key = hashlib.sha1(repr(reference.shape).encode() + reference.tobytes()).hexdigest()[:16]
+        path = self.folder / f"reference-{key}.png"
+        if not path.exists():
+            Image.fromarray(reference).save(path, compress_level=1)
+        return str(path)
 
-def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    out = _run([_binary("butteraugli_main"), files.reference, files.decoded, "--pnorm", "3"])
+    def decoded_file(self, decoded: np.ndarray, n: int) -> Path:
+        path = self.folder / f"decoded-{n}.png"
+        Image.fromarray(decoded).save(path, compress_level=1)
+        return path
+
+
+def _butteraugli_command(reference: str, decoded: str) -> list[str]:
+    return [_binary("butteraugli_main"), reference, decoded, "--pnorm", "3"]
+
+
+def _butteraugli_score(out: str) -> float:
     for line in out.splitlines():
         if line.startswith("3-norm:"):
             return float(line.split(":", 1)[1])
     raise MetricError(f"butteraugli_main printed no 3-norm ({out.strip()[:80]!r})")
 
 
-def ssimulacra(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    out = _run([_binary("ssimulacra_main"), files.reference, files.decoded])
+def _ssimulacra_command(reference: str, decoded: str) -> list[str]:
+    return [_binary("ssimulacra_main"), reference, decoded]
+
+
+def _ssimulacra_score(out: str) -> float:
     try:
         return float(out.split()[0])
     except (IndexError, ValueError):
         raise MetricError(f"ssimulacra_main printed no score ({out.strip()[:80]!r})") from None
+
+
+def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    return _butteraugli_score(_run(_butteraugli_command(files.reference, files.decoded)))
+
+
+def ssimulacra(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    return _ssimulacra_score(_run(_ssimulacra_command(files.reference, files.decoded)))
+
+
+# the command-line metrics as (command, parser), so several can run beside the caller (`MetricSet.start`)
+_COMMANDS = {"butteraugli": (_butteraugli_command, _butteraugli_score),
+             "ssimulacra": (_ssimulacra_command, _ssimulacra_score)}
+
+
+class Pending:
+    """Metrics started by `MetricSet.start`: the command-line ones run as processes meanwhile."""
+
+    def __init__(self, ready: dict, running: list, decoded_path: Path | None):
+        self._ready, self._running, self._path = ready, running, decoded_path
+
+    def result(self) -> dict:
+        out = dict(self._ready)
+        for metric, proc, parse in self._running:
+            stdout, stderr = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                raise MetricError(f"{metric.name} failed ({stderr.strip()[:200] or proc.returncode})")
+            out[metric.field] = parse(stdout)
+        self._running = []
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+        return out
 
 
 def flip(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -169,6 +218,7 @@ class MetricSet:
                 else:
                     self.active.append(METRICS[name])
         self._files = _PairFiles() if any(m.reads_files for m in self.active) else None
+        self._started = 0
 
     @property
     def fields(self) -> list[str]:
@@ -182,6 +232,24 @@ class MetricSet:
         if self._files is not None:
             self._files.write(reference, decoded)
         return {m.field: m.compute(self._files, reference, decoded) for m in self.active}
+
+    def start(self, reference: np.ndarray, decoded: np.ndarray) -> Pending:
+        """`self(reference, decoded)` with the command-line metrics left running as processes:
+        the caller decodes the next image meanwhile and calls `.result()` when it needs the
+        figures (same numbers; the cores the decoder leaves idle do the scoring)."""
+        ready, running, path, ref = {}, [], None, None
+        if self._files is not None:
+            self._started += 1
+            ref, path = self._files.reference_file(reference), self._files.decoded_file(decoded, self._started)
+        for m in self.active:
+            if m.name in _COMMANDS:
+                command, parse = _COMMANDS[m.name]
+                proc = subprocess.Popen(command(ref, str(path)), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+                running.append((m, proc, parse))
+            else:
+                ready[m.field] = m.compute(self._files, reference, decoded)
+        return Pending(ready, running, path)
 
     def __bool__(self) -> bool:
         return bool(self.active)

@@ -163,8 +163,11 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
 
 def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcome: ChannelOutcome, base: dict,
                   rate: float, seed: int, writer, timings: RunTimings, image_dir: Path | None):
-    """Assemble what arrived of each frame, recover, decode and score it with every method."""
+    """Assemble what arrived of each frame, recover, decode and score it with every method. The
+    command-line metrics of a decode run as processes while the next frames decode; the records
+    are written, in the same order, once the point's frames are done."""
     codec, codebook = setup.codec, setup.codec.codebook(setup.level)
+    rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
     depack = Depacketizer(codec.prior)
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
         session = Session(0, f.grid.level, f.grid.image_size, packets_cfg.interleave, packets_cfg.seed)
@@ -185,10 +188,10 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
             save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png")
         # one decode per distinct grid: methods that fill alike (none and neighbour on a frame
         # that lost every token), or a fill that restores the sent grid, share it
-        decodes = {f.grid.indices.tobytes(): (f.lossless, f.lossless_quality)}
+        decodes = {f.grid.indices.tobytes(): (f.lossless, f.lossless_quality, None)}
         for name, method in setup.recoveries.items():
             if not lost.any():
-                decoded, q, acc = f.lossless, f.lossless_quality, None
+                decoded, q, pending, acc = f.lossless, f.lossless_quality, None, None
             else:
                 t0 = time.perf_counter()
                 filled = method.recover(lossy, codebook)
@@ -201,11 +204,18 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                                            lost if concealed else None)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    decodes[key] = decoded, quality(f.rgb, decoded, setup.metrics or None)
+                    decodes[key] = (decoded, quality(f.rgb, decoded),
+                                    setup.metrics.start(f.rgb, decoded) if setup.metrics else None)
                     timings.metrics_s += time.perf_counter() - t0
-                decoded, q = decodes[key]
+                decoded, q, pending = decodes[key]
                 acc = float((filled[lost] == f.grid.indices[lost]).mean())
-            writer.add({**common, "method": name, **q, "token_accuracy": acc,
-                        "psnr_drop": f.lossless_quality["psnr"] - q["psnr"]})
+            rows.append(({**common, "method": name, "token_accuracy": acc,
+                          "psnr_drop": f.lossless_quality["psnr"] - q["psnr"]}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
                 save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png")
+    t0 = time.perf_counter()
+    results: dict[int, dict] = {}
+    for record, q, pending in rows:
+        extra = results.setdefault(id(pending), pending.result()) if pending is not None else {}
+        writer.add({**record, **q, **extra})
+    timings.metrics_s += time.perf_counter() - t0
