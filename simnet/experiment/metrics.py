@@ -6,6 +6,7 @@ PSNR and MS-SSIM (always, codec/metrics.py) and the perceptual metrics that run 
 | `butteraugli` | `butteraugli` | lower | libjxl's `butteraugli_main`, its 3-norm (Debian `libjxl-devtools`) |
 | `ssimulacra` | `ssimulacra` | lower | libjxl's `ssimulacra_main` (SSIMULACRA 1; Debian `libjxl-devtools`) |
 | `flip` | `flip` | lower | NVIDIA FLIP, LDR, 67 pixels per degree (`flip-evaluator` wheel) |
+| `ciede2000` | `ciede2000` | lower | mean CIEDE2000 colour difference in CIELAB (scikit-image): colour drift |
 | `cvvdp` | `cvvdp_jod` | higher | ColorVideoVDP, standard 4K display model (`cvvdp` package; needs torchvision, so `make iqa`'s environment) |
 
 A metric that cannot run here (binary or package missing) is named with the reason in the
@@ -137,6 +138,13 @@ def flip(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float
     return float(mean)
 
 
+def ciede2000(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference over the pixels (sRGB -> CIELAB, D65; scikit-image)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    return float(deltaE_ciede2000(rgb2lab(reference), rgb2lab(decoded)).mean())
+
+
 _CVVDP = {}
 
 
@@ -183,6 +191,7 @@ METRICS = {m.name: m for m in (
     Metric("ssimulacra", "ssimulacra", True, ssimulacra,
            lambda: _has_binary("ssimulacra_main", "libjxl-devtools"), 0.0, True),
     Metric("flip", "flip", True, flip, lambda: _has_module("flip_evaluator", "pip install flip-evaluator"), 0.0),
+    Metric("ciede2000", "ciede2000", True, ciede2000, lambda: None, 0.0),
     Metric("cvvdp", "cvvdp_jod", False, cvvdp,
            lambda: _has_module("pycvvdp", "it needs torchvision: use `make iqa`'s environment"), 10.0),
 )}

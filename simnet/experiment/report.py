@@ -136,6 +136,7 @@ def _appendix_page(pdf, doc):
 
 PERCEPTUAL = (("butteraugli", "Butteraugli 3-norm (lower is better)"),
               ("ssimulacra", "SSIMULACRA (lower is better)"), ("flip", "FLIP mean error (lower is better)"),
+              ("ciede2000", "mean CIEDE2000 (lower is better)"),
               ("cvvdp_jod", "ColorVideoVDP JOD (higher is better)"))
 
 
