@@ -28,12 +28,19 @@ def _style(method: str, methods: list[str]) -> dict:
             "linestyle": "-" if method.startswith("vq") else "--", "marker": "o", "markersize": 3}
 
 
-def _panels(pdf, rows, field, label, title, band=True):
-    """One subplot per (loss process, RTT): `field` against loss rate, a line per method."""
+def _panels(pdf, rows, field, label, title, band=True, fig=None, top=0.95):
+    """One subplot per (loss process, RTT): `field` against loss rate, a line per method; on a
+    page of its own, or below `top` on `fig` (the first page)."""
     models = sorted({r["loss_model"] for r in rows})
     rtts = sorted({r["rtt_ms"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(len(models), len(rtts), figsize=PAGE, squeeze=False, sharey=True)
+    own = fig is None
+    if own:
+        fig, axes = plt.subplots(len(models), len(rtts), figsize=PAGE, squeeze=False, sharey=True)
+    else:
+        grid = fig.add_gridspec(len(models), len(rtts), top=top, bottom=0.07, left=0.08, right=0.97,
+                                hspace=0.35, wspace=0.12)
+        axes = [[fig.add_subplot(grid[i, j]) for j in range(len(rtts))] for i in range(len(models))]
     for i, model in enumerate(models):
         for j, rtt in enumerate(rtts):
             ax = axes[i][j]
@@ -53,7 +60,10 @@ def _panels(pdf, rows, field, label, title, band=True):
                 ax.set_xlabel("target packet loss (%)")
             if j == 0:
                 ax.set_ylabel(label)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    axes[0][0].legend(fontsize=6 if not own else 7, loc="lower left")
+    if not own:
+        fig.text(0.05, top + 0.025, title, fontsize=10, weight="bold")
+        return
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     pdf.savefig(fig)
@@ -74,9 +84,22 @@ def _title_page(pdf, doc, path):
                      f"K={scen.get('codec', {}).get('level')} sends unprotected; the level or quality is chosen per "
                      f"frame to fit. A frame of AVIF or WebP with a packet missing after protection is not "
                      f"decodable: the receiver shows the last frame it decoded.")
-    y = _text_lines(fig, [x for x in lines if x], 0.87)
+    y = _text_lines(fig, [x for x in lines if x], 0.87, size=8, width=150)
     fig.text(0.05, y, "Answer", fontsize=11, weight="bold")
-    y = _text_lines(fig, comp["answer"], y - 0.03, size=10)
+    y = _text_lines(fig, comp["answer"][:1], y - 0.025, size=8, width=150)
+    _panels(pdf, comp["summary"], "psnr", "PSNR (dB)", "PSNR against loss at equal bandwidth, a line per method "
+            "(bands: range over seeds)", fig=fig, top=y - 0.05)
+    fig.text(0.05, 0.01, "The answer in every metric and the table of figures: next page. Command, versions, "
+             "checksums and configuration: last page.", fontsize=7, style="italic")
+    pdf.savefig(fig)
+    plt.close(fig)
+    _table_page(pdf, comp)
+
+
+def _table_page(pdf, comp):
+    fig = plt.figure(figsize=PAGE)
+    fig.text(0.05, 0.95, "The answer in each metric, and the figures at 0, 20 and 40% loss", fontsize=12, weight="bold")
+    y = _text_lines(fig, comp["answer"], 0.91, size=7, width=180)
     rows = comp["summary"]
     table = [["method", "loss", "RTT ms", "process", "PSNR", "MS-SSIM", "decoded", "residual", "p95 ms", "header"]]
     for r in rows:
@@ -85,13 +108,19 @@ def _title_page(pdf, doc, path):
                           r["loss_model"].replace("gilbert_elliott", "GE"), f"{r.get('psnr', float('nan')):.2f}",
                           f"{r.get('ms_ssim', float('nan')):.3f}", f"{r['frames_decoded']:.2f}",
                           f"{r['residual_loss']:.3f}", f"{r['frame_latency_ms_p95']:.0f}", f"{r['header_share']:.0%}"])
-    ax = fig.add_axes([0.05, 0.03, 0.9, max(0.1, y - 0.08)])
-    ax.axis("off")
-    t = ax.table(cellText=table[1:61], colLabels=table[0], loc="upper left", cellLoc="right")
-    t.auto_set_font_size(False)
-    t.set_fontsize(5.5)
-    pdf.savefig(fig)
-    plt.close(fig)
+    body, per_page = table[1:], 44
+    for start in range(0, len(body), per_page):
+        if start:
+            fig = plt.figure(figsize=PAGE)
+            fig.text(0.05, 0.95, "The figures at 0, 20 and 40% loss (continued)", fontsize=12, weight="bold")
+            y = 0.92
+        ax = fig.add_axes([0.05, 0.03, 0.9, max(0.1, y - 0.08)])
+        ax.axis("off")
+        t = ax.table(cellText=body[start:start + per_page], colLabels=table[0], loc="upper left", cellLoc="right")
+        t.auto_set_font_size(False)
+        t.set_fontsize(5.5)
+        pdf.savefig(fig)
+        plt.close(fig)
 
 
 def _bits_page(pdf, rows):
