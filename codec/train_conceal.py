@@ -40,9 +40,9 @@ class ConcealTrainConfig(RunConfig):
     levels: str = "codec/weights/levels.safetensors"
     steps: int = 3000
     decay_start: int = 2000
-    batch: int = 4
-    crop: int = 256
-    lr: float = 1e-4
+    batch: int = 6
+    crop: int = 128
+    lr: float = 2e-4
     min_lr_ratio: float = 0.05
     ssim_weight: float = 0.2
     l2_weight: float = 1.0

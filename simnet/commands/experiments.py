@@ -82,10 +82,15 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, threads:
     setup.metrics.close()
     wall = time.perf_counter() - started
     print_summary(summary, fields)
-    (out / f"{scenario.name}.profile.json").write_text(json.dumps({"wall_s": round(wall, 3), **timings}, indent=1))
+    _finish(out / f"{scenario.name}.profile.json", json_path, wall, timings, None if no_pdf else render_report)
+
+
+def _finish(profile: Path, json_path: Path, wall: float, timings: dict, render) -> None:
+    """A run's last lines: the profile beside the JSON, the PDF (`render`, unless None), wall time."""
+    profile.write_text(json.dumps({"wall_s": round(wall, 3), **timings}, indent=1))
     out_console.print(f"wrote {json_path}")
-    if not no_pdf:
-        out_console.print(f"wrote {render_report(json_path)}")
+    if render is not None:
+        out_console.print(f"wrote {render(json_path)}")
     out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
                       f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
                       f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
@@ -135,13 +140,7 @@ def _run_comparison(scenario, scenario_file: Path, out: Path, seed: int, no_pdf:
     wall = time.perf_counter() - started
     _print_comparison(rows)
     out_console.print(sentences[0])
-    (out / f"{scenario.name}.profile.json").write_text(json.dumps({"wall_s": round(wall, 3), **timings}, indent=1))
-    out_console.print(f"wrote {json_path}")
-    if not no_pdf:
-        out_console.print(f"wrote {render_comparison(json_path)}")
-    out_console.print(f"wall time {wall:.1f} s (encode {timings['encode_s']:.1f}, simulate "
-                      f"{timings['simulate_s']:.1f}, recover {timings['recover_s']:.1f}, decode "
-                      f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
+    _finish(out / f"{scenario.name}.profile.json", json_path, wall, timings, None if no_pdf else render_comparison)
 
 
 def _print_comparison(rows: list[dict]) -> None:

@@ -175,9 +175,9 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
               help="Run folder; resumes from OUT/last.pt if present.")
 @click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--decay-start", type=click.IntRange(min=0), default=2000, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--crop", type=click.IntRange(min=32), default=256, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--fill", default="neighbour", show_default=True,
               help="The recovery method whose fills the decoder learns to conceal (none or neighbour).")
 @click.option("--max-ratio", type=click.FloatRange(0.05, 0.95), default=0.6, show_default=True,
