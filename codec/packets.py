@@ -50,6 +50,9 @@ OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 INTERLEAVE_MODES = {"none": 0, "random": 1}
 _MODE_NAMES = {v: k for k, v in INTERLEAVE_MODES.items()}
 DEFAULT_MTU = 1200
+# a streamed frame's largest side (a scenario's limit too): one forged packet naming a 65535-pixel
+# frame would otherwise make a receiver build and shuffle a 16-million-position grid
+MAX_FRAME_SIDE = 4096
 
 
 class PacketError(ValueError):
@@ -158,6 +161,8 @@ def parse_packet(data: bytes) -> Packet:
         raise PacketError(f"packet index {index} out of range for count {count}")
     if width == 0 or height == 0:
         raise PacketError(f"empty image size {width}x{height}")
+    if max(width, height) > MAX_FRAME_SIDE:
+        raise PacketError(f"image size {width}x{height} exceeds the {MAX_FRAME_SIDE}-pixel side of streamed frames")
     gh, gw = grid_shape_for(height, width)
     if start + tokens > gh * gw:
         raise PacketError(f"tokens {start}..{start + tokens} exceed the {gh}x{gw} grid")
@@ -179,6 +184,9 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
     if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32:
         raise ValueError("stream, frame or seed out of range (16, 32, 32 bits)")
+    if max(grid.image_size) > MAX_FRAME_SIDE:
+        raise ValueError(f"image size {grid.image_size[1]}x{grid.image_size[0]}: streamed frames have sides of at "
+                         f"most {MAX_FRAME_SIDE} pixels")
     capacity = mtu - overhead
     if capacity < 8:
         raise ValueError(f"MTU {mtu} B leaves no room for a payload after {overhead} B of header")

@@ -94,3 +94,15 @@ def test_random_bytes_never_crash_the_packet_parser(data):
         pass
     d = Depacketizer(lambda k: Prior.uniform(k))
     assert d.add(data) in ("ok", "corrupt")
+
+
+def test_a_forged_giant_frame_is_refused_before_any_work():
+    import struct
+    import zlib
+
+    from codec.packets import MARKER, PacketError, parse_packet
+
+    head = struct.pack("<BBHIHHIHHHH", MARKER, 6 | (1 << 5), 0, 0, 0, 1, 0, 65535, 65535, 0, 1)
+    body = head + bytes(4)
+    with pytest.raises(PacketError, match="4096-pixel side"):
+        parse_packet(body + struct.pack("<I", zlib.crc32(body)))
