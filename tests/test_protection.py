@@ -250,3 +250,15 @@ def test_bad_comparison_methods_are_one_line(tmp_path, tiny_weights, capsys, met
 def test_report_re_renders_a_comparison(comparison, tmp_path):
     assert main(["report", str(comparison / "cmp.json"), "--out", str(tmp_path / "again.pdf")]) == 0
     assert (tmp_path / "again.pdf").stat().st_size > 20_000
+
+
+def test_the_answer_knows_which_way_each_metric_is_better():
+    from simnet.experiment.compare import answer
+
+    def row(method, protected, value):
+        return {"method": method, "protected": protected, "codec": "vq", "loss_model": "bernoulli", "rtt_ms": 20.0,
+                "loss_rate_target": 0.2, "ciede2000": value, "psnr": value, "frame_latency_ms_p95": 20.0}
+
+    rows = [row("vq+transformer", False, 10.0), row("vq+fec", True, 12.0)]
+    assert "at 1 of 1 lossy points" in answer(rows, "ciede2000")  # lower CIEDE2000 wins
+    assert "at 0 of 1 lossy points" in answer(rows, "psnr")  # the same numbers, higher PSNR wins

@@ -375,7 +375,10 @@ def answer(rows: list[dict], metric: str = "psnr") -> str:
     lossy = [r for r in rows if r["loss_rate_target"] > 0 and r.get(metric) is not None]
     if not lossy:
         return "No lossy point was run."
-    sign = -1 if metric in ("butteraugli", "ssimulacra", "flip") else 1
+    from .metrics import METRICS
+
+    lower = {m.field for m in METRICS.values() if m.lower_is_better}
+    sign = -1 if metric in lower else 1
     points = sorted({(r["loss_model"], r["rtt_ms"], r["loss_rate_target"]) for r in lossy})
     wins, total, margins = [], 0, []
     for p in points:
