@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Debian packages some steps need: poppler-utils (the PDF report test renders pages to PNG),
-# mosquitto (the MQTT broker), chromium (the live view's browser test), libjxl-devtools
+# mosquitto (the MQTT broker, and mosquitto_passwd), openssl (the TLS test's certificates),
+# chromium (the live view's browser test), libjxl-devtools
 # (butteraugli_main and ssimulacra_main, two of the perceptual metrics).
 system-deps:
 	@bash scripts/system-deps.sh

@@ -7,6 +7,7 @@ need=()
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the MQTT TLS test makes its certificates
 command -v butteraugli_main >/dev/null 2>&1 || [ -x /usr/bin/butteraugli_main ] || need+=(libjxl-devtools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
