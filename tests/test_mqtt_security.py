@@ -72,15 +72,21 @@ def _send(broker, d, tiny_weights, user="sender", **kw):
                           capture_output=True, text=True, timeout=120)
 
 
-@needs_tools
-def test_right_credentials_over_tls_stream_frames(secured, tiny_weights):
-    broker, d = secured
-    rx = subprocess.Popen(_cli(broker, "receiver", "receive", "--view-port", "0", "--idle-timeout", "20",
+def _receive_while_sending(broker, d, tiny_weights, user, idle):
+    """A receiver as `user` (TLS), then a sender with the right credentials: -> (sent, receiver, out, err)."""
+    rx = subprocess.Popen(_cli(broker, user, "receive", "--view-port", "0", "--idle-timeout", str(idle),
                                "--weights", str(tiny_weights), ca=d / "ca.crt"),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # the receiver loads its model and subscribes first
     sent = _send(broker, d, tiny_weights, ca=d / "ca.crt")
     out, err = rx.communicate(timeout=60)
+    return sent, rx, out, err
+
+
+@needs_tools
+def test_right_credentials_over_tls_stream_frames(secured, tiny_weights):
+    broker, d = secured
+    sent, rx, out, err = _receive_while_sending(broker, d, tiny_weights, "receiver", 20)
     assert sent.returncode == 0, sent.stderr
     assert rx.returncode == 0, err
     stats = json.loads(out[out.index("{"):])
@@ -124,12 +130,7 @@ def test_no_tls_is_logged_and_retried_with_backoff(secured, tiny_weights):
 @needs_tools
 def test_a_client_outside_the_acl_reads_nothing_and_is_told_so(secured, tiny_weights):
     broker, d = secured
-    rx = subprocess.Popen(_cli(broker, "outsider", "receive", "--view-port", "0", "--idle-timeout", "15",
-                               "--weights", str(tiny_weights), ca=d / "ca.crt"),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    sent = _send(broker, d, tiny_weights, ca=d / "ca.crt")
-    out, err = rx.communicate(timeout=60)
+    sent, rx, out, err = _receive_while_sending(broker, d, tiny_weights, "outsider", 15)
     assert sent.returncode == 0
     assert rx.returncode == 2
     assert json.loads(out[out.index("{"):])["packets_received"] == 0
