@@ -22,8 +22,9 @@ def conceals(spec: str) -> bool:
 
 def parse_method(spec: str) -> tuple[str, dict]:
     """'transformer:STEPS[:DECISION[:WINDOW]]' -> ('transformer', {'steps': STEPS, 'decision':
-    DECISION, 'window': WINDOW}); WINDOW is the attention window in tokens or 'grid' (the whole
-    grid). Other names take no options. Any of them may end in '+conceal' (see `conceals`)."""
+    DECISION, 'window': WINDOW}); DECISION is mmse (the PSNR-optimal code, default), argmax, or
+    sample / sample@T (drawn at temperature T, seeded); WINDOW is the attention window in tokens or
+    'grid' (the whole grid). Other names take no options. Any of them may end in '+conceal' (see `conceals`)."""
     spec = spec.strip().removesuffix(CONCEAL)
     name, *opts = spec.split(":")
     if name not in available_methods():
@@ -43,9 +44,17 @@ def parse_method(spec: str) -> tuple[str, dict]:
     if len(opts) >= 2:
         from .transformer_recovery import DECISIONS
 
-        if opts[1] not in DECISIONS:
-            raise RecoveryError(f"{spec!r}: decision must be one of {list(DECISIONS)}")
-        kwargs["decision"] = opts[1]
+        decision, _, temperature = opts[1].partition("@")
+        if decision not in DECISIONS or (temperature and decision != "sample"):
+            raise RecoveryError(f"{spec!r}: decision must be one of {list(DECISIONS)} (sample@T: at temperature T)")
+        kwargs["decision"] = decision
+        if temperature:
+            try:
+                kwargs["temperature"] = float(temperature)
+            except ValueError:
+                raise RecoveryError(f"{spec!r}: temperature must be a number, got {temperature!r}") from None
+            if not 0 < kwargs["temperature"] <= 10:
+                raise RecoveryError(f"{spec!r}: temperature must be in (0, 10]")
     if len(opts) == 3:
         if opts[2] == "grid":
             kwargs["window"] = None

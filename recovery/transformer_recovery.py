@@ -47,7 +47,7 @@ def load_transformer(path: Path) -> tuple[MaskedTokenTransformer, dict, str]:
     return model.eval(), info, file_checksum(path)
 
 
-DECISIONS = ("argmax", "mmse")
+DECISIONS = ("argmax", "mmse", "sample")  # sample: draw each code from softmax(logits / temperature)
 # One-shot: more MaskGIT steps measured no better, at up to 8x the time (docs/models.md);
 # iterative decoding stays available as transformer:STEPS.
 DEFAULT_STEPS = 1
@@ -92,6 +92,10 @@ class TransformerRecovery:
             raise RecoveryError(f"decoding steps must be >= 1, got {steps}")
         if decision not in DECISIONS:
             raise RecoveryError(f"decision {decision!r}: expected one of {list(DECISIONS)}")
+        if decision == "sample" and temperature <= 0:
+            temperature = 1.0
+        if decision != "sample" and temperature > 0:
+            decision = "sample"
         self.model = model.eval()
         self.steps, self.temperature, self.seed = steps, temperature, seed
         self.decision = decision

@@ -363,3 +363,13 @@ def test_a_run_logs_neighbours_score_on_its_validation_masks(tmp_path):
     logged = [r for r in records if "ref_neighbour_acc_16" in r]
     assert len(logged) == 1 and logged[0]["ref_neighbour_mean_code_sqerr_16"] == \
         neighbour_reference(val, books)["ref_neighbour_mean_code_sqerr_16"] > 0
+
+
+def test_sampling_at_a_temperature_is_a_decision_and_is_seeded():
+    from recovery import RecoveryError, parse_method
+
+    assert parse_method("transformer:1:sample@0.7") == ("transformer", {"steps": 1, "decision": "sample", "temperature": 0.7})
+    assert parse_method("transformer:1:sample")[1]["decision"] == "sample"
+    for bad in ("transformer:1:mmse@0.5", "transformer:1:sample@x", "transformer:1:sample@0"):
+        with pytest.raises(RecoveryError):
+            parse_method(bad)
