@@ -373,3 +373,16 @@ def test_sampling_at_a_temperature_is_a_decision_and_is_seeded():
     for bad in ("transformer:1:mmse@0.5", "transformer:1:sample@x", "transformer:1:sample@0"):
         with pytest.raises(RecoveryError):
             parse_method(bad)
+
+
+def test_sampled_fills_are_seeded_and_differ_from_the_mmse_choice(tmp_path):
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TINY)
+    idx = np.random.default_rng(0).integers(0, 64, (6, 8))
+    miss = np.random.default_rng(1).random((6, 8)) < 0.5
+    grid = lossy(idx, miss, 64)
+    sampled = [TransformerRecovery(model, steps=1, decision="sample", temperature=1.0, seed=3).recover(grid, smooth_codebook())
+               for _ in range(2)]
+    mmse = TransformerRecovery(model, steps=1).recover(grid, smooth_codebook())
+    assert np.array_equal(sampled[0], sampled[1])  # same seed, same draw
+    assert not np.array_equal(sampled[0], mmse) and np.array_equal(sampled[0][~miss], idx[~miss])
