@@ -56,7 +56,7 @@ def _iqa_metrics(names: str | None):
 @click.option("--loss", default="0", show_default=True, help="Token loss rates, comma separated.")
 @click.option("--methods", default="none,neighbour", show_default=True,
               help="Recovery methods, comma separated: none, neighbour, transformer, or "
-              "transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is one-shot).")
+              "transformer:STEPS[:argmax|mmse|sample@T[:WINDOW|grid]], any of them +conceal (transformer:1 is one-shot).")
 @click.option("--burst", type=float, default=None, help="Lose whole packets (Gilbert-Elliott with "
               "this mean burst length, through the codec's interleaving) instead of random tokens.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,

@@ -104,7 +104,7 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
 @click.option("--deadline", type=click.FloatRange(min=1), default=150, show_default=True,
               help="Milliseconds after a frame's first packet; later packets count as lost.")
 @click.option("--recovery", callback=recovery_spec, default="neighbour", show_default=True,
-              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is "
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse|sample@T[:WINDOW|grid]], any of them +conceal (transformer:1 is "
                    "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port of the live view (0: none).")
@@ -189,7 +189,7 @@ def mqtt_relay(broker, username, password, ca_file, client_id, qos, keepalive, s
 @click.option("--fps", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
 @click.option("--loss", type=click.FloatRange(0, 0.95), default=0.2, show_default=True)
 @click.option("--recovery", callback=recovery_spec, default="neighbour", show_default=True,
-              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse[:WINDOW|grid]] (transformer:1 is "
+              help="none, neighbour, transformer, or transformer:STEPS[:argmax|mmse|sample@T[:WINDOW|grid]], any of them +conceal (transformer:1 is "
                    "one-shot, the fast choice for live video).")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option("--size", default="256x384", show_default=True)
@@ -205,8 +205,13 @@ def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights, device, pre
     """
     import asyncio
 
+    from recovery import conceals
+
     from ..mqtt.demo import run_demo
 
-    stats = asyncio.run(run_demo(load_codec_at(weights, None, precision, device), frames, fps, loss, recovery, view_port, parse_size(size),
+    codec = load_codec_at(weights, None, precision, device)
+    if conceals(recovery) and codec.concealer is None:
+        raise UserError(f"--recovery {recovery}: the weights folder has no concealing decoder (conceal.safetensors)")
+    stats = asyncio.run(run_demo(codec, frames, fps, loss, recovery, view_port, parse_size(size),
                                  log=lambda s: out_console.print(s)))
     out_console.print(json.dumps(stats, indent=1))
