@@ -219,9 +219,11 @@ def _rate_latency_page(pdf, records, runs, info):
     if ceiling:
         payload = _mean([r["bpp_payload"] for r in ceiling])
         wire = _mean([r["bpp_wire"] for r in ceiling])
-        ax.bar(["payload", "headers + CRC"], [payload, wire - payload], color=["tab:blue", "tab:orange"])
+        header = info.get("packet_header", "full")
+        ax.bar(["payload", "headers + CRC" if header == "full" else "headers (compact)"], [payload, wire - payload],
+               color=["tab:blue", "tab:orange"])
         ax.set_title(f"bits per pixel on the wire: {wire:.4f}\n(overhead {100 * (wire - payload) / wire:.1f}%,"
-                     f" {info.get('packet_overhead_bits', '?')} bits/packet)", fontsize=9)
+                     f" {info.get('packet_overhead_bits', '?')} bits/packet, {header} header)", fontsize=9)
     ax.set_ylabel("bpp")
     ax = axes[1]
     for run in runs:
