@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_tokenizer
-from .conceal import ConcealingDecoder, save_concealer
-from .images import load_rgb, training_images, validation_images
+from .conceal import ConcealingDecoder, load_concealer, save_concealer
+from .images import load_rgb, to_tensor, training_images, validation_images
 from .metrics import psnr, ssim, to_unit
 from .safe_weights import file_checksum
 from .tokenizer import pad_to_multiple
@@ -63,7 +63,7 @@ def _validation_set(images, quantizer: LevelQuantizer, encoder, fill: Fill, rati
     codebook = quantizer.levels[level].codebook
     out = []
     for rgb in images:
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = to_tensor(rgb)
         xp = pad_to_multiple(x, 16).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             _, idx = quantizer(encoder(xp), level)
@@ -104,8 +104,6 @@ def train(cfg: ConcealTrainConfig, fill: Fill, log=print) -> Path:
     tokenizer.requires_grad_(False)
     model = ConcealingDecoder.from_tokenizer(tokenizer)
     if state is None and cfg.init:
-        from .conceal import load_concealer
-
         model.load_state_dict(load_concealer(Path(cfg.init), tokenizer_sum).state_dict())
         log(f"initialised from {cfg.init}")
     if state is not None:

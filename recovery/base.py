@@ -21,6 +21,7 @@ class RecoveryError(ValueError):
 
 class Recovery(Protocol):
     name: str
+    conceal: bool  # its fills are decoded by the codec's concealing decoder ('+conceal' specs)
 
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray: ...
 

@@ -16,6 +16,7 @@ class NoneRecovery:
     nothing about the lost positions."""
 
     name = "none"
+    conceal = False
 
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
         check_inputs(lossy, codebook)
@@ -31,6 +32,7 @@ class NeighbourRecovery:
     neighbour waits until its neighbours have been filled."""
 
     name = "neighbour"
+    conceal = False
 
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
         check_inputs(lossy, codebook)

@@ -83,6 +83,7 @@ def bf16_matrices(model: MaskedTokenTransformer) -> MaskedTokenTransformer:
 
 class TransformerRecovery:
     name = "transformer"
+    conceal = False
 
     def __init__(self, model: MaskedTokenTransformer, steps: int = DEFAULT_STEPS, temperature: float = 0.0,
                  seed: int = 0, precision: str = "auto", checksum: str | None = None,

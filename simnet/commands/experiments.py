@@ -54,18 +54,20 @@ def run(scenario_file: Path, out: Path, seed: int | None, no_pdf: bool, threads:
         import torch
 
         torch.set_num_threads(threads)
-    if scenario.comparison is not None:
-        return _run_comparison(scenario, scenario_file, out, seed, no_pdf, device, precision)
     started = time.perf_counter()
     setup = scenario_setup(scenario)
     say_compute(setup.codec.compute)
+    say_left_out("metrics", setup.metrics.unavailable)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{scenario.name}.json"
     command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
-    command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
-    say_left_out("metrics", setup.metrics.unavailable)
+    command += [f"--{k}={v}" for k, v in (("threads", threads), ("device", device), ("precision", precision)) if v]
+    methods = ([m.name for m in scenario.comparison.methods] if scenario.comparison is not None
+               else list(setup.recoveries))
     meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
-                     methods=list(setup.recoveries), metrics=setup.metrics.describe(), **setup.compute)
+                     methods=methods, metrics=setup.metrics.describe(), **setup.compute)
+    if scenario.comparison is not None:
+        return _run_comparison(scenario, setup, meta, json_path, seed, no_pdf, started)
     fields = tuple(setup.metrics.fields)
     with ResultsWriter(json_path, meta, fields) as writer, Progress(*_progress_columns(), console=console,
                                                            transient=True) as progress:
@@ -96,7 +98,7 @@ def _finish(profile: Path, json_path: Path, wall: float, timings: dict, render) 
                       f"{timings['decode_s']:.1f}, metrics {timings['metrics_s']:.1f})")
 
 
-def _run_comparison(scenario, scenario_file: Path, out: Path, seed: int, no_pdf: bool, device, precision):
+def _run_comparison(scenario, setup, meta: dict, json_path: Path, seed: int, no_pdf: bool, started: float):
     """`run` for a scenario with `comparison:`: methods side by side at equal bandwidth."""
     import time
 
@@ -104,20 +106,8 @@ def _run_comparison(scenario, scenario_file: Path, out: Path, seed: int, no_pdf:
 
     from ..experiment.compare import answer, run_comparison, summarise
     from ..experiment.compare_report import render_comparison
-    from ..experiment.results import ResultsWriter, make_meta
-    from ..experiment.setup import comparison_setup
+    from ..experiment.results import ResultsWriter
 
-    started = time.perf_counter()
-    setup = comparison_setup(scenario)
-    say_compute(setup.codec.compute)
-    say_left_out("metrics", setup.metrics.unavailable)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / f"{scenario.name}.json"
-    command = ["simnet", "run", str(scenario_file)] + (["--seed", str(seed)] if seed else [])
-    command += [f"--{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
-    meta = make_meta(command, seed, setup.checksums, scenario=scenario.model_dump(mode="json"),
-                     methods=[m.name for m in scenario.comparison.methods], metrics=setup.metrics.describe(),
-                     **setup.compute)
     fields = ("psnr", "ms_ssim") + tuple(setup.metrics.fields)
     records = []
     keys = ("scenario", "method", "loss_model", "rtt_ms", "loss_rate_target")
@@ -140,7 +130,8 @@ def _run_comparison(scenario, scenario_file: Path, out: Path, seed: int, no_pdf:
     wall = time.perf_counter() - started
     _print_comparison(rows)
     out_console.print(sentences[0])
-    _finish(out / f"{scenario.name}.profile.json", json_path, wall, timings, None if no_pdf else render_comparison)
+    _finish(json_path.with_name(f"{scenario.name}.profile.json"), json_path, wall, timings,
+            None if no_pdf else render_comparison)
 
 
 def _print_comparison(rows: list[dict]) -> None:

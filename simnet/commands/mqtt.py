@@ -130,10 +130,10 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
 
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     codec = load_codec_at(weights, None, precision, device)
-    method = get_method(recovery, precision=codec.precision, device=codec.device)
     from ..experiment.setup import check_concealer
 
-    check_concealer(codec, [method])
+    check_concealer(codec, [recovery])
+    method = get_method(recovery, precision=codec.precision, device=codec.device)
     say_compute(codec.compute)
     receiver = StreamReceiver(codec, method, deadline / 1e3, stream, save)
     server = None
@@ -205,13 +205,11 @@ def mqtt_demo(frames, fps, loss, recovery, view_port, size, weights, device, pre
     """
     import asyncio
 
-    from recovery import conceals
-
+    from ..experiment.setup import check_concealer
     from ..mqtt.demo import run_demo
 
     codec = load_codec_at(weights, None, precision, device)
-    if conceals(recovery) and codec.concealer is None:
-        raise UserError(f"--recovery {recovery}: the weights folder has no concealing decoder (conceal.safetensors)")
+    check_concealer(codec, [recovery])
     stats = asyncio.run(run_demo(codec, frames, fps, loss, recovery, view_port, parse_size(size),
                                  log=lambda s: out_console.print(s)))
     out_console.print(json.dumps(stats, indent=1))

@@ -21,11 +21,34 @@ AVIF_FACTORS = (1, 2, 3)  # 1: full size
 _OPTIONS = {"JPEG": {"subsampling": 2}, "WEBP": {"method": 6}, "AVIF": {"speed": 6}}
 
 
-def code(rgb: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int]:
-    """(decoded HxWx3 uint8, bytes) of `rgb` coded as `fmt` (JPEG, WEBP, AVIF) at `quality`."""
+def encode(rgb: np.ndarray, fmt: str, quality: int) -> bytes:
+    """`rgb` coded as `fmt` (JPEG, WEBP, AVIF) at `quality`: the file's bytes."""
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt, quality=quality, **_OPTIONS[fmt])
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
+    return buf.getvalue()
+
+
+def decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A file's bytes -> HxWx3 uint8, upscaled (Lanczos) to `size` (height, width) where it differs."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.LANCZOS)
+    return np.asarray(img)
+
+
+def shrink(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """`rgb` downscaled by `factor` (Lanczos; 1: as it is)."""
+    if factor == 1:
+        return rgb
+    h, w = rgb.shape[:2]
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w / factor)), max(1, round(h / factor))),
+                                                  Image.LANCZOS))
+
+
+def code(rgb: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int]:
+    """(decoded HxWx3 uint8, bytes) of `rgb` coded as `fmt` (JPEG, WEBP, AVIF) at `quality`."""
+    data = encode(rgb, fmt, quality)
+    return decode(data), len(data)
 
 
 def jpeg(rgb: np.ndarray, quality: int = 1) -> tuple[np.ndarray, int]:
@@ -39,12 +62,8 @@ def webp(rgb: np.ndarray, quality: int = 0) -> tuple[np.ndarray, int]:
 
 def downscaled(rgb: np.ndarray, fmt: str, factor: int, quality: int) -> tuple[np.ndarray, int]:
     """Downscale by `factor` (Lanczos; 1: not at all), code, decode, upscale back (Lanczos)."""
-    if factor == 1:
-        return code(rgb, fmt, quality)
-    h, w = rgb.shape[:2]
-    small = Image.fromarray(rgb).resize((max(1, round(w / factor)), max(1, round(h / factor))), Image.LANCZOS)
-    decoded, nbytes = code(np.asarray(small), fmt, quality)
-    return np.asarray(Image.fromarray(decoded).resize((w, h), Image.LANCZOS)), nbytes
+    data = encode(shrink(rgb, factor), fmt, quality)
+    return decode(data, rgb.shape[:2]), len(data)
 
 
 def at_rate(rgb: np.ndarray, fmt: str, factor: int, max_bytes: int) -> tuple[np.ndarray, int, int]:

@@ -15,12 +15,10 @@ less a share equal to the reported loss kept for retransmissions where the metho
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from codec.metrics import quality
 from codec.packets import (COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session,
@@ -30,7 +28,7 @@ from codec.tokens import TokenGrid
 from ..network.protected import FrameResult, ProtectedFrame, ProtectionOptions, simulate_protected
 from ..network.protection import SHIM_BYTES, adaptive_parity, parity_count, protect
 from ..seeds import element_seed
-from .classical import join_avif, split_avif
+from . import classical
 from .frames import load_frames
 from .scenario import MethodConfig, Scenario
 from .setup import Setup
@@ -80,11 +78,12 @@ class MethodCoder:
     """Codes frames for one method at a byte budget, and decodes what its receiver holds."""
 
     def __init__(self, method: MethodConfig, setup: Setup, scenario: Scenario):
-        self.method, self.setup, self.scenario = method, setup, scenario
+        self.method, self.setup = method, setup
         self.recovery = setup.recoveries.get(method.recovery)
         self._classical: dict[tuple, tuple[bytes, np.ndarray]] = {}  # (frame, factor, q) -> (sent, decoded)
         self._containers: dict[int, bytes] = {}  # AVIF container template per downscale factor
         self._decodes: dict[tuple, np.ndarray] = {}
+        self._coded: dict[tuple, CodedFrame] = {}
         self.decode_s = 0.0
         self.recover_s = 0.0
         cfg = scenario.packets
@@ -112,38 +111,32 @@ class MethodCoder:
         key = (frame, factor, q)
         if key not in self._classical:
             fmt = _FORMATS[self.method.codec]
-            h, w = rgb.shape[:2]
-            small = rgb if factor == 1 else np.asarray(Image.fromarray(rgb).resize(
-                (max(1, round(w / factor)), max(1, round(h / factor))), Image.LANCZOS))
-            data = self._encode(small, fmt, q)
-            decoded = self._classical_decode(data, (h, w))
+            small = classical.shrink(rgb, factor)
+            data = classical.encode(small, fmt, q)
+            decoded = classical.decode(data, rgb.shape[:2])
             if fmt == "AVIF":  # send the AV1 bitstream; the container is the session's (classical.join_avif)
                 if factor not in self._containers:
-                    self._containers[factor] = split_avif(self._encode(small, fmt, 0))[0]
-                payload = split_avif(data)[1]
-                if join_avif(self._containers[factor], payload) == data:
+                    self._containers[factor] = classical.split_avif(classical.encode(small, fmt, 0))[0]
+                payload = classical.split_avif(data)[1]
+                if classical.join_avif(self._containers[factor], payload) == data:
                     data = payload
             self._classical[key] = data, decoded
         return self._classical[key]
-
-    @staticmethod
-    def _encode(small: np.ndarray, fmt: str, q: int) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(small).save(buf, format=fmt, quality=q, **({"speed": 6} if fmt == "AVIF" else {"method": 6}))
-        return buf.getvalue()
-
-    def _classical_decode(self, data: bytes, size: tuple[int, int]) -> np.ndarray:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        if img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.LANCZOS)
-        return np.asarray(img)
 
     def code(self, frame: int, rgb: np.ndarray, grids: dict[int, TokenGrid], budget: int, loss: float,
              nack: bool) -> CodedFrame:
         """The best level (VQ) or the least downscaling and then the highest quality (AVIF, WebP,
         from the method's downscale on) whose packets and parities fit `budget`, less the NACK
         reserve. Where nothing fits, the cheapest choice with as many parities as fit (none if need
-        be); the record's bits then show any excess."""
+        be); a frame that does not fit even so is skipped. Chosen once per (frame, budget, reported
+        loss, NACK), whatever the loss process and seed."""
+        key = (frame, budget, loss, nack)
+        if key not in self._coded:
+            self._coded[key] = self._choose(frame, rgb, grids, budget, loss, nack)
+        return self._coded[key]
+
+    def _choose(self, frame: int, rgb: np.ndarray, grids: dict[int, TokenGrid], budget: int, loss: float,
+                nack: bool) -> CodedFrame:
         allowed = int(budget * (1 - loss)) if nack else budget
         fec = self.method.fec
 
@@ -216,7 +209,7 @@ class MethodCoder:
             t0 = time.perf_counter()
             filled = self.recovery.recover(lossy, codec.codebook(level))
             self.recover_s += time.perf_counter() - t0
-        concealed = getattr(self.recovery, "conceal", False) and lossy.missing.any()
+        concealed = self.recovery.conceal and lossy.missing.any()
         key = (frame, level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"")
         if key not in self._decodes:
             t0 = time.perf_counter()

@@ -86,7 +86,7 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
             for method_name, method in setup.recoveries.items():
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
-                                       missing if getattr(method, "conceal", False) else None)
+                                       missing if method.conceal else None)
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
                 scores = quality(rgb, decoded, opts.extra)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,

@@ -39,38 +39,27 @@ def _binary(name: str) -> str | None:
     return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
 
 
-def _run(cmd: list[str]) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise MetricError(f"{Path(cmd[0]).name} failed ({done.stderr.strip()[:200] or done.returncode})")
-    return done.stdout
-
-
 class _PairFiles:
-    """The reference and the decoded image as PNG files for the command-line metrics, written once
-    per pair whatever the number of such metrics; the reference once for all the decodes compared
-    with it. The folder goes when `close()` is called, or when the object does."""
+    """The reference and the decoded images as PNG files for the command-line metrics: each
+    reference once for all the decodes compared with it (a file per distinct reference, so metrics
+    still running on an earlier pair keep reading theirs), each decoded image once whatever the
+    number of such metrics. The folder goes when `close()` is called, or when the object does."""
 
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="simnet-metrics-"))
-        self.reference, self.decoded = str(self.folder / "reference.png"), str(self.folder / "decoded.png")
         self.close = weakref.finalize(self, shutil.rmtree, self.folder, True)
-
-    def write(self, reference: np.ndarray, decoded: np.ndarray) -> None:
-        self.reference = self.reference_file(reference)
-        Image.fromarray(decoded).save(self.decoded, compress_level=1)
+        self._decoded = 0
 
     def reference_file(self, reference: np.ndarray) -> str:
-        """The reference's PNG, written once (one file per distinct reference, so metrics still
-        running on an earlier pair keep reading theirs)."""
         key = hashlib.sha1(repr(reference.shape).encode() + reference.tobytes()).hexdigest()[:16]
         path = self.folder / f"reference-{key}.png"
         if not path.exists():
             Image.fromarray(reference).save(path, compress_level=1)
         return str(path)
 
-    def decoded_file(self, decoded: np.ndarray, n: int) -> Path:
-        path = self.folder / f"decoded-{n}.png"
+    def decoded_file(self, decoded: np.ndarray) -> Path:
+        self._decoded += 1
+        path = self.folder / f"decoded-{self._decoded}.png"
         Image.fromarray(decoded).save(path, compress_level=1)
         return path
 
@@ -97,40 +86,27 @@ def _ssimulacra_score(out: str) -> float:
         raise MetricError(f"ssimulacra_main printed no score ({out.strip()[:80]!r})") from None
 
 
-def butteraugli(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    return _butteraugli_score(_run(_butteraugli_command(files.reference, files.decoded)))
-
-
-def ssimulacra(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
-    return _ssimulacra_score(_run(_ssimulacra_command(files.reference, files.decoded)))
-
-
-# the command-line metrics as (command, parser), so several can run beside the caller (`MetricSet.start`)
-_COMMANDS = {"butteraugli": (_butteraugli_command, _butteraugli_score),
-             "ssimulacra": (_ssimulacra_command, _ssimulacra_score)}
-
-
 class Pending:
-    """Metrics started by `MetricSet.start`: the command-line ones run as processes meanwhile."""
+    """Metrics started by `MetricSet.start`: the command-line ones run as processes meanwhile;
+    `result()` waits for them (once) and gives every metric's figure."""
 
     def __init__(self, ready: dict, running: list, decoded_path: Path | None):
         self._ready, self._running, self._path = ready, running, decoded_path
 
     def result(self) -> dict:
-        out = dict(self._ready)
-        for metric, proc, parse in self._running:
+        for metric, proc in self._running:
             stdout, stderr = proc.communicate(timeout=300)
             if proc.returncode != 0:
-                raise MetricError(f"{metric.name} failed ({stderr.strip()[:200] or proc.returncode})")
-            out[metric.field] = parse(stdout)
+                raise MetricError(f"{Path(proc.args[0]).name} failed ({stderr.strip()[:200] or proc.returncode})")
+            self._ready[metric.field] = metric.parse(stdout)
         self._running = []
         if self._path is not None:
             self._path.unlink(missing_ok=True)
             self._path = None
-        return out
+        return dict(self._ready)
 
 
-def flip(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+def flip(reference: np.ndarray, decoded: np.ndarray) -> float:
     import flip_evaluator
 
     _, mean, _ = flip_evaluator.evaluate(reference.astype(np.float32) / 255, decoded.astype(np.float32) / 255,
@@ -138,7 +114,7 @@ def flip(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float
     return float(mean)
 
 
-def ciede2000(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+def ciede2000(reference: np.ndarray, decoded: np.ndarray) -> float:
     """Mean CIEDE2000 colour difference over the pixels (sRGB -> CIELAB, D65; scikit-image)."""
     from skimage.color import deltaE_ciede2000, rgb2lab
 
@@ -148,7 +124,7 @@ def ciede2000(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> 
 _CVVDP = {}
 
 
-def cvvdp(files: _PairFiles, reference: np.ndarray, decoded: np.ndarray) -> float:
+def cvvdp(reference: np.ndarray, decoded: np.ndarray) -> float:
     import pycvvdp
     import torch
 
@@ -179,17 +155,18 @@ class Metric:
     name: str
     field: str
     lower_is_better: bool
-    compute: object  # (files, reference, decoded) -> float
+    compute: object  # (reference, decoded) -> float, in this process; None for a command-line tool
     why_unavailable: object  # () -> reason, or None where it can run
     best: float  # the value an identical pair gets
-    reads_files: bool = False  # a command-line tool: it reads the pair as PNG files
+    command: object = None  # a command-line tool: (reference PNG, decoded PNG) -> argv
+    parse: object = None  # and its standard output -> float
 
 
 METRICS = {m.name: m for m in (
-    Metric("butteraugli", "butteraugli", True, butteraugli,
-           lambda: _has_binary("butteraugli_main", "libjxl-devtools"), 0.0, True),
-    Metric("ssimulacra", "ssimulacra", True, ssimulacra,
-           lambda: _has_binary("ssimulacra_main", "libjxl-devtools"), 0.0, True),
+    Metric("butteraugli", "butteraugli", True, None, lambda: _has_binary("butteraugli_main", "libjxl-devtools"),
+           0.0, _butteraugli_command, _butteraugli_score),
+    Metric("ssimulacra", "ssimulacra", True, None, lambda: _has_binary("ssimulacra_main", "libjxl-devtools"),
+           0.0, _ssimulacra_command, _ssimulacra_score),
     Metric("flip", "flip", True, flip, lambda: _has_module("flip_evaluator", "pip install flip-evaluator"), 0.0),
     Metric("ciede2000", "ciede2000", True, ciede2000, lambda: None, 0.0),
     Metric("cvvdp", "cvvdp_jod", False, cvvdp,
@@ -226,8 +203,7 @@ class MetricSet:
                     self.unavailable[name] = reason
                 else:
                     self.active.append(METRICS[name])
-        self._files = _PairFiles() if any(m.reads_files for m in self.active) else None
-        self._started = 0
+        self._files = _PairFiles() if any(m.command for m in self.active) else None
 
     @property
     def fields(self) -> list[str]:
@@ -238,9 +214,7 @@ class MetricSet:
         return {"metrics": [n for n in self.names if n not in self.unavailable], "unavailable": dict(self.unavailable)}
 
     def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> dict:
-        if self._files is not None:
-            self._files.write(reference, decoded)
-        return {m.field: m.compute(self._files, reference, decoded) for m in self.active}
+        return self.start(reference, decoded).result()
 
     def start(self, reference: np.ndarray, decoded: np.ndarray) -> Pending:
         """`self(reference, decoded)` with the command-line metrics left running as processes:
@@ -248,16 +222,13 @@ class MetricSet:
         figures (same numbers; the cores the decoder leaves idle do the scoring)."""
         ready, running, path, ref = {}, [], None, None
         if self._files is not None:
-            self._started += 1
-            ref, path = self._files.reference_file(reference), self._files.decoded_file(decoded, self._started)
+            ref, path = self._files.reference_file(reference), self._files.decoded_file(decoded)
         for m in self.active:
-            if m.name in _COMMANDS:
-                command, parse = _COMMANDS[m.name]
-                proc = subprocess.Popen(command(ref, str(path)), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-                running.append((m, proc, parse))
+            if m.command:
+                running.append((m, subprocess.Popen(m.command(ref, str(path)), stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE, text=True)))
             else:
-                ready[m.field] = m.compute(self._files, reference, decoded)
+                ready[m.field] = m.compute(reference, decoded)
         return Pending(ready, running, path)
 
     def __bool__(self) -> bool:

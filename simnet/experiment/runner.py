@@ -196,7 +196,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                 t0 = time.perf_counter()
                 filled = method.recover(lossy, codebook)
                 timings.recover_s += time.perf_counter() - t0
-                concealed = getattr(method, "conceal", False)
+                concealed = method.conceal
                 key = filled.tobytes() + (lost.tobytes() if concealed else b"")
                 if key not in decodes:
                     t0 = time.perf_counter()
@@ -214,8 +214,6 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
             if image_dir is not None and i < EXAMPLE_FRAMES:
                 save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png")
     t0 = time.perf_counter()
-    results: dict[int, dict] = {}
-    for record, q, pending in rows:
-        extra = results.setdefault(id(pending), pending.result()) if pending is not None else {}
-        writer.add({**record, **q, **extra})
+    for record, q, pending in rows:  # a decode shared by several methods is waited for once
+        writer.add({**record, **q, **(pending.result() if pending is not None else {})})
     timings.metrics_s += time.perf_counter() - t0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from codec.image_codec import ImageCodec
 from codec.zoo import available_levels, load_codec
-from recovery import Recovery, get_method
+from recovery import Recovery, conceals, get_method
 
 from ..errors import UserError
 from .metrics import MetricSet
@@ -31,7 +31,7 @@ class Setup:
     def checksums(self) -> dict[str, str]:
         """sha256 of the codec's weights and of each recovery model that has weights."""
         out = {"codec": self.codec.checksum}
-        if self.codec.conceal_checksum and any(getattr(m, "conceal", False) for m in self.recoveries.values()):
+        if self.codec.conceal_checksum and any(m.conceal for m in self.recoveries.values()):
             out["conceal"] = self.codec.conceal_checksum
         out.update({name: m.checksum for name, m in self.recoveries.items() if getattr(m, "checksum", None)})
         return out
@@ -49,14 +49,14 @@ def prepare(weights: Path | None, precision: str, level: int, methods: list[str]
     the error when the codec lacks it."""
     codec = load_codec(weights, precision, device)
     check_level(level, codec.level_sizes, where)
+    check_concealer(codec, methods)
     recoveries = {spec: get_method(spec, precision=codec.precision, device=codec.device) for spec in methods}
-    check_concealer(codec, recoveries.values())
     return Setup(codec, level, recoveries)
 
 
-def check_concealer(codec: ImageCodec, methods) -> None:
-    """A '+conceal' method needs the codec's concealing decoder: say so before any work."""
-    wanting = [m.name for m in methods if getattr(m, "conceal", False)]
+def check_concealer(codec: ImageCodec, specs: list[str]) -> None:
+    """A '+conceal' method needs the codec's concealing decoder: say so before any model loads."""
+    wanting = [spec for spec in specs if conceals(spec)]
     if wanting and codec.concealer is None:
         raise UserError(f"{wanting[0]}: the weights folder has no concealing decoder (conceal.safetensors; "
                         f"train one with `simnet train conceal`)")
@@ -67,9 +67,12 @@ def level_key(scenario: Scenario) -> str:
 
 
 def scenario_setup(scenario: Scenario) -> Setup:
+    """The set-up of a scenario: its receiver's recoveries, or for a comparison those its VQ
+    methods name."""
+    methods = (list(dict.fromkeys(m.recovery for m in scenario.comparison.methods if m.codec == "vq"))
+               if scenario.comparison is not None else list(scenario.receiver.recovery))
     setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
-                    scenario.codec.level, list(scenario.receiver.recovery), level_key(scenario),
-                    scenario.codec.device)
+                    scenario.codec.level, methods, level_key(scenario), scenario.codec.device)
     setup.metrics = MetricSet(list(scenario.metrics))
     return setup
 
@@ -80,11 +83,3 @@ def check_scenario(scenario: Scenario) -> None:
     check_level(scenario.codec.level, available_levels(scenario.resolve(scenario.codec.weights)),
                 level_key(scenario))
 
-
-def comparison_setup(scenario: Scenario) -> Setup:
-    """`scenario_setup` for a comparison: the recoveries are those its VQ methods name."""
-    methods = list(dict.fromkeys(m.recovery for m in scenario.comparison.methods if m.codec == "vq"))
-    setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
-                    scenario.codec.level, methods, level_key(scenario), scenario.codec.device)
-    setup.metrics = MetricSet(list(scenario.metrics))
-    return setup

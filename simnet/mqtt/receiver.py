@@ -246,7 +246,7 @@ class StreamReceiver:
             filled = self.recovery.recover(lossy, self.codec.codebook(lossy.grid.level))
         else:
             filled = lossy.grid.indices
-        concealed = getattr(self.recovery, "conceal", False) and lossy.missing.any()
+        concealed = self.recovery.conceal and lossy.missing.any()
         rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size),
                                 lossy.missing if concealed else None)
         st = self.stats

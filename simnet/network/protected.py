@@ -51,7 +51,6 @@ class FrameResult:
     bytes_retransmitted: int = 0
     retransmissions: int = 0
     nacks_sent: int = 0
-    nacks_lost: int = 0
     arrived_sources: int = 0  # before FEC
     # seconds after the frame's time when the receiver shows it: when complete; else, with NACKs,
     # at the deadline (a retransmission may still come), without them once the frame should
@@ -142,7 +141,6 @@ class ProtectedReceiver:
         self.got_parities: list[dict[int, bytes]] = [{} for _ in range(n_frames)]
         self.layout: list[tuple[str, int, int] | None] = [None] * n_frames
         self.asked: list[set[int]] = [set() for _ in range(n_frames)]
-        self.latencies: list[float] = []
         self.late = 0
         for i in range(n_frames):
             if options.nack:
@@ -163,7 +161,6 @@ class ProtectedReceiver:
         if now > self.frame_time(frame) + self.deadline:
             self.late += 1
             return
-        self.latencies.append(now - packet.sent)
         self.layout[frame] = (shim.scheme, shim.sources, shim.parities)
         (self.got_parities if shim.parity else self.got_sources)[frame][shim.index] = body
         result = self.results[frame]
