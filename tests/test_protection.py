@@ -262,3 +262,11 @@ def test_the_answer_knows_which_way_each_metric_is_better():
     rows = [row("vq+transformer", False, 10.0), row("vq+fec", True, 12.0)]
     assert "at 1 of 1 lossy points" in answer(rows, "ciede2000")  # lower CIEDE2000 wins
     assert "at 0 of 1 lossy points" in answer(rows, "psnr")  # the same numbers, higher PSNR wins
+
+
+@pytest.mark.parametrize("budget, message", [("lots", "expected 'reference' or a size"), ("-3 B", "positive size")])
+def test_a_bad_budget_is_one_line(tmp_path, tiny_weights, capsys, budget, message):
+    (tmp_path / "bad.yaml").write_text(_comparison_text(tiny_weights).replace("budget: 300 B", f"budget: {budget}"))
+    assert main(["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "comparison.budget" in err and message in err

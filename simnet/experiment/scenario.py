@@ -144,6 +144,21 @@ class ComparisonConfig(Strict):
     max_retries: int = Field(2, ge=1, le=10)
     methods: list[MethodConfig]
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, v):
+        if v == "reference":
+            return v
+        from ..units import parse_size
+
+        try:
+            size = parse_size(v)
+        except ValueError as e:
+            raise ValueError(f"expected 'reference' or a size per frame such as '600 B' ({e})") from None
+        if size <= 0:
+            raise ValueError(f"a budget of {v!r} leaves nothing to send: give a positive size or 'reference'")
+        return size
+
     @field_validator("methods")
     @classmethod
     def _unique(cls, v):
