@@ -38,6 +38,10 @@ class TokenizerConfig:
     # taming normalises in 32 groups; at ch=32 that is one channel per group (instance
     # normalisation), which strips each feature map of its mean at full resolution
     norm_groups: int = 32
+    # ours: the decoder's last normalisation hands back, through a learned map that starts at zero,
+    # the per-channel mean and scale it removes; without it a picture's overall colour cannot
+    # reach the output (see RestoringNorm)
+    restore_stats: bool = False
     # EMA codebook (ours): taming's checkpoints learn the codebook by gradient; both decode alike.
     ema_decay: float = 0.99
     commitment: float = 0.25
@@ -79,6 +83,25 @@ def silu(x: torch.Tensor) -> torch.Tensor:
 
 def Normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
+
+
+class RestoringNorm(nn.GroupNorm):
+    """GroupNorm plus a learned per-channel shift computed from what it removes: each channel's
+    mean and log standard deviation over the picture. Where a group is one channel (taming's 32
+    groups at 32 channels), GroupNorm alone erases each feature map's mean, and with it, ahead of
+    the output convolution, the picture's overall colour. The map starts at zero: an untrained
+    RestoringNorm is the GroupNorm it extends."""
+
+    def __init__(self, channels: int, groups: int = 32):
+        super().__init__(groups, channels, eps=1e-6, affine=True)
+        self.restore = nn.Conv2d(2 * channels, channels, 1)
+        nn.init.zeros_(self.restore.weight)
+        nn.init.zeros_(self.restore.bias)
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True)
+        stats = torch.cat([mean, 0.5 * torch.log(var + self.eps)], dim=1)
+        return super().forward(x) + self.restore(stats).to(x.dtype)
 
 
 class ResnetBlock(nn.Module):
@@ -127,13 +150,34 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))  # taming's asymmetric padding
 
 
+# A 3x3 convolution of a nearest-neighbour 2x upsampling equals a stride-2 transposed
+# convolution of the input with a 4x4 kernel: along each axis an output pixel sees two input
+# pixels, weighted by the sums of the taps that fall on each. Same sums, 2.25x fewer products,
+# and no upsampled tensor (docs/models.md, "Speed").
+_PHASE_TAPS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
+
+
+def upsampling_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(out, in, 3, 3) weights of `conv(upsample2x(x))` -> (in, out, 4, 4) weights of
+    `conv_transpose2d(x, stride=2, padding=1)` giving the same output."""
+    taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)
+    return torch.einsum("ka,lb,oiab->iokl", taps, taps, weight).contiguous()
+
+
 class Upsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self._kernel: tuple[tuple, torch.Tensor] | None = None  # (weight's identity, kernel)
 
     def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if torch.is_grad_enabled():  # training: taming's form, whose gradient is the weight's own
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        w = self.conv.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._kernel is None or self._kernel[0] != key:
+            self._kernel = (key, upsampling_kernel(w.detach()))
+        return F.conv_transpose2d(x, self._kernel[1], self.conv.bias, stride=2, padding=1)
 
 
 class Encoder(nn.Module):
@@ -201,7 +245,8 @@ class Decoder(nn.Module):
                 res *= 2
             up.insert(0, stage)  # keep taming's index order: up[0] is the full-resolution stage
         self.up = nn.ModuleList(up)
-        self.norm_out = Normalize(block_in, cfg.norm_groups)
+        self.norm_out = (RestoringNorm(block_in, cfg.norm_groups) if cfg.restore_stats
+                         else Normalize(block_in, cfg.norm_groups))
         self.conv_out = nn.Conv2d(block_in, cfg.out_ch, 3, 1, 1)
 
     def forward(self, z):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,31 @@ class TrainConfig(RunConfig):
     min_lr_ratio: float = 0.02
     ssim_weight: float = 0.2
     l2_weight: float = 0.0
+    # L1 on the chroma (Cb, Cr) of 4x4-pixel averages: colour over areas, which L1 and SSIM on RGB
+    # pixels weigh no more than texture
+    chroma_weight: float = 0.0
     # decoder fine-tuning: encoder, quant_conv and codebook frozen, the decoder fed exactly what the
     # codec feeds it (the levels' codebooks, rate-constrained assignment); the token grids, and so
     # everything trained on them (the recovery transformer), stay valid
     decoder_only_levels: str | None = None
+    restore_stats: bool = False  # give the decoder a RestoringNorm at its output (codec/tokenizer.py)
+    train_only: tuple[str, ...] = ()  # parameter-name prefixes to train; empty: all that may train
+    best_by: str = "psnr"  # the validation figure that picks best.safetensors: "psnr" or "ciede2000"
     val_images: int = 24
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+
+_CHROMA = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # BT.601 Cb, Cr
+
+
+def chroma_l1(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the Cb and Cr planes of 4x4 averages of two (B, 3, H, W) pictures."""
+    diff = F.avg_pool2d(y - x, 4)
+    return torch.einsum("cr,brhw->bchw", _CHROMA.to(diff), diff).abs().mean()
+
+
+class TrainingSetupError(ValueError):
+    """Options that cannot make a run (the message names the option)."""
 
 
 class CropSampler:
@@ -108,7 +127,10 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
              compute: Compute | None = None) -> dict:
     compute = compute or resolve("cpu")
     model.eval()
-    psnrs, msssims, used = [], [], torch.zeros(model.config.n_embed, dtype=torch.long)
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    psnrs, msssims, colour = [], [], []
+    used = torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         h, w = x.shape[-2:]
@@ -127,11 +149,14 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
         y = torch.round(to_unit(y.float().cpu()[..., :h, :w]) * 255) / 255
         psnrs.append(psnr(to_unit(x), y).item())
         msssims.append(ms_ssim(to_unit(x), y).item())
+        decoded = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        colour.append(float(deltaE_ciede2000(rgb2lab(rgb), rgb2lab(decoded)).mean()))
         used += torch.bincount(idx.flatten(), minlength=model.config.n_embed)
     model.train()
     p = used.double() / used.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
     return {"val_psnr": float(np.mean(psnrs)), "val_ms_ssim": float(np.mean(msssims)),
+            "val_ciede2000": float(np.mean(colour)),
             "val_codes_used": int((used > 0).sum()), "val_entropy_bits": entropy}
 
 
@@ -151,7 +176,7 @@ def _model(cfg: TrainConfig, resumed: dict | None, log) -> VQModel:
         from .checkpoint import load_tokenizer
 
         initial, _ = load_tokenizer(Path(cfg.init))
-        cfg.model = initial.config
+        cfg.model = replace(initial.config, restore_stats=initial.config.restore_stats or cfg.restore_stats)
     model = VQModel(cfg.model)
     if resumed is None and cfg.init:
         model.load_state_dict(initial.state_dict(), strict=False)
@@ -190,6 +215,14 @@ def train(cfg: TrainConfig, log=print) -> Path:
         for part in (model.encoder, model.quant_conv, model.quantize):
             part.requires_grad_(False)
         log(f"decoder fine-tuning: encoder and codebook frozen, levels {quantizer.sizes}")
+    if cfg.train_only:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        for prefix in cfg.train_only:
+            if not any(n.startswith(prefix) for n in names):
+                raise TrainingSetupError(f"--train-only {prefix}: no trainable parameter starts so")
+        for n, p in model.named_parameters():
+            p.requires_grad_(p.requires_grad and n.startswith(tuple(cfg.train_only)))
+        log(f"training only {', '.join(cfg.train_only)}")
     if state is not None:  # load before moving: last.pt's tensors are on the CPU
         _load_model_state(state, model)
     model.to(dev)
@@ -206,9 +239,15 @@ def train(cfg: TrainConfig, log=print) -> Path:
     model.train()
     hits = torch.zeros(cfg.model.n_embed)
 
+    # torch 2.13 crashes (segmentation fault) in GroupNorm's backward on small channels_last
+    # inputs that need no gradient while its weights do: with --train-only the model's input asks
+    # for one, so that every normalisation's input does
+    input_grad = bool(cfg.train_only)
+
     def train_step(lr: float) -> dict[str, float]:
         x = sampler.batch(cfg.batch).to(dev).contiguous(memory_format=torch.channels_last)
         if quantizer is None:
+            x.requires_grad_(input_grad)
             with compute.autocast():
                 y, vq_loss, idx = model(x)
         else:
@@ -216,6 +255,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 z = model.encode_latent(x)
             level = quantizer.draw()
             zq, idx = quantizer(z, level)
+            zq.requires_grad_(input_grad)
             with compute.autocast():
                 y = model.decode_code(zq)
             vq_loss = torch.zeros((), device=dev)
@@ -227,12 +267,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
         loss = l1 + cfg.ssim_weight * (1 - s) + vq_loss
         if cfg.l2_weight:
             loss = loss + cfg.l2_weight * (y - x).pow(2).mean()
+        chroma = chroma_l1(y, x)
+        if cfg.chroma_weight:
+            loss = loss + cfg.chroma_weight * chroma
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         hits.add_(torch.bincount(idx.flatten().cpu(), minlength=cfg.model.n_embed))
-        return {"loss": loss.item(), "l1": l1.item(), "ssim": s.item(), "vq": vq_loss.item()}
+        return {"loss": loss.item(), "l1": l1.item(), "ssim": s.item(), "chroma": chroma.item(),
+                "vq": vq_loss.item()}
 
     def perplexity() -> dict:
         p = hits / hits.sum()
@@ -242,10 +286,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     def save_best(rec: dict) -> None:
         save_tokenizer(model, run.out / "best.safetensors",
-                       {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"]})
+                       {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"],
+                        "val_ciede2000": rec["val_ciede2000"]})
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
                     validate=lambda: validate(model, val_images, quantizer, compute),
-                    score=lambda rec: rec["val_psnr"], save_best=save_best,
+                    score=lambda rec: rec["val_psnr"] if cfg.best_by == "psnr" else -rec["val_ciede2000"],
+                    save_best=save_best,
                     snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg),
                     val_every=cfg.val_every, window_extra=perplexity)

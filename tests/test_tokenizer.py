@@ -132,3 +132,54 @@ def test_norm_groups_is_part_of_the_saved_model(tmp_path):
         assert torch.allclose(model(x)[0], loaded.eval()(x)[0], atol=0.05)
     with pytest.raises(ValueError, match="norm_groups 7 does not divide"):
         replace(TINY, norm_groups=7)
+
+
+def test_upsampling_as_a_transposed_convolution_gives_the_same_pixels():
+    """Inference decodes each 2x upsampling + 3x3 convolution as one stride-2 transposed
+    convolution; training keeps taming's form. Both give the same picture, at any size."""
+    from codec.tokenizer import Upsample
+
+    torch.manual_seed(3)
+    up = Upsample(8)
+    for shape in [(1, 8, 5, 7), (2, 8, 1, 1), (1, 8, 16, 3)]:
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        reference = up.conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        with torch.no_grad():
+            fast = up(x)
+        assert fast.shape == reference.shape
+        assert torch.allclose(fast, reference, atol=1e-5), (fast - reference).abs().max()
+    with torch.no_grad():
+        up.conv.weight.mul_(2)  # changed weights: the cached kernel follows
+        assert torch.allclose(up(x), up.conv(torch.nn.functional.interpolate(x, scale_factor=2.0)), atol=1e-5)
+    model = tiny_model()
+    idx = torch.randint(0, TINY.n_embed, (1, 3, 5))
+    with torch.no_grad():
+        fast = model.decode_indices(idx)
+    with torch.enable_grad():
+        slow = model.decode_indices(idx)  # the training path
+    assert torch.allclose(fast, slow.detach(), atol=1e-4)
+
+
+def test_restoring_norm_starts_as_the_plain_decoder_and_saves_its_map(tmp_path):
+    """A decoder given --restore-stats decodes exactly as before until trained; its learned map
+    is saved and loaded with the model, and a trained map moves the picture's colour."""
+    from dataclasses import replace
+
+    from codec.tokenizer import RestoringNorm
+
+    plain = tiny_model()
+    restoring = VQModel(replace(TINY, restore_stats=True)).eval()
+    missing, unexpected = restoring.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["decoder.norm_out.restore.bias", "decoder.norm_out.restore.weight"]
+    assert not unexpected and isinstance(restoring.decoder.norm_out, RestoringNorm)
+    idx = torch.randint(0, TINY.n_embed, (1, 2, 3))
+    with torch.no_grad():
+        assert torch.equal(plain.decode_indices(idx), restoring.decode_indices(idx))
+        restoring.decoder.norm_out.restore.bias.fill_(0.5)
+        moved = restoring.decode_indices(idx)
+    assert (moved - plain.decode_indices(idx)).abs().mean() > 1e-3
+    save_tokenizer(restoring, tmp_path / "r.safetensors", {})
+    loaded, _ = load_tokenizer(tmp_path / "r.safetensors")
+    assert loaded.config.restore_stats
+    with torch.no_grad():
+        assert torch.allclose(loaded.decode_indices(idx), moved, atol=0.02)

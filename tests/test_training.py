@@ -95,3 +95,45 @@ def test_tokenizer_training_runs_logs_and_resumes(tmp_path, monkeypatch):
     assert any(line.startswith("resumed from") and line.endswith("at step 4") for line in lines)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_psnr" in r] == [2, 4, 6]
+
+
+def test_chroma_term_sees_colour_not_brightness():
+    from codec.train_tokenizer import chroma_l1
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert chroma_l1(x + 0.3, x).item() < 1e-6  # the same shift on R, G and B: grey, no chroma
+    tinted = x + torch.tensor([0.3, 0.0, -0.3])[None, :, None, None]
+    assert chroma_l1(tinted, x).item() > 0.1
+
+
+def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, monkeypatch, tiny_weights):
+    """--decoder-only with --restore-stats and --train-only: the encoder and the untouched decoder
+    layers keep their weights, the restoring map is trained and saved, a prefix that names no
+    parameter is refused in one line."""
+    import codec.train_tokenizer as tt
+    from codec.checkpoint import load_tokenizer
+
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(2):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    monkeypatch.setattr(tt, "training_images", lambda: files)
+    monkeypatch.setattr(tt, "validation_images", lambda: files[:1])
+    start, levels = tiny_weights / "tokenizer.safetensors", tiny_weights / "levels.safetensors"
+    initial, _ = load_tokenizer(start)
+    cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=3, decay_start=2, warmup=1, batch=2, crop=32,
+                         threads=1, val_every=3, lr=1e-2, init=str(start),
+                         decoder_only_levels=str(levels), restore_stats=True,
+                         chroma_weight=1.0, train_only=("decoder.norm_out", "decoder.conv_out"),
+                         best_by="ciede2000")
+    trained, info = load_tokenizer(tt.train(cfg, log=lambda s: None))
+    assert trained.config.restore_stats and "val_ciede2000" in info
+    before, after = initial.state_dict(), trained.state_dict()
+    for key in ("encoder.conv_in.weight", "decoder.up.0.block.0.conv1.weight", "post_quant_conv.weight"):
+        assert torch.allclose(before[key], after[key], atol=1e-3), key
+    assert after["decoder.norm_out.restore.weight"].abs().sum() > 0
+    bad = tt.TrainConfig(**{**vars(cfg), "out": str(tmp_path / "bad"), "train_only": ("decoder.nothing",)})
+    with pytest.raises(tt.TrainingSetupError, match="decoder.nothing"):
+        tt.train(bad, log=lambda s: None)

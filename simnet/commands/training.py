@@ -37,23 +37,33 @@ def _check_training_data() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--l2-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a squared-error term beside L1 and SSIM (serves PSNR).")
+@click.option("--chroma-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of an L1 term on the chroma of 4x4-pixel averages (serves colour fidelity).")
 @click.option("--decoder-only", "decoder_levels", type=Path, default=None,
               help="Levels file: fine-tune the decoder only, fed the codec's own quantisation; the "
                    "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
+@click.option("--restore-stats", is_flag=True,
+              help="Give the decoder's last normalisation a learned path (starting at zero) that hands "
+                   "back each channel's mean and scale: the picture's colour reaches the output.")
+@click.option("--train-only", default="", metavar="PREFIXES",
+              help="Comma-separated parameter-name prefixes (e.g. decoder.norm_out,decoder.conv_out): "
+                   "train only these, the rest frozen.")
+@click.option("--best-by", type=click.Choice(["psnr", "ciede2000"]), default="psnr", show_default=True,
+              help="Validation figure that picks best.safetensors (highest PSNR, or lowest mean CIEDE2000).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
               help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
                    "A resumed or --init run keeps its model's.")
 @device_option()
 @precision_option()
-def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight,
-                    decoder_levels, threads, norm_groups, device, precision):
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight, chroma_weight,
+                    decoder_levels, restore_stats, train_only, best_by, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
     Example: nohup simnet train tokenizer --out runs/tokenizer --max-minutes 120 &
     """
-    from codec.train_tokenizer import TrainConfig, train
+    from codec.train_tokenizer import TrainConfig, TrainingSetupError, train
 
     _check_training_data()
     if crop % 16:
@@ -73,9 +83,14 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
                       lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
                       device=device, precision=precision,
-                      l2_weight=l2_weight, threads=threads, model=model,
-                      decoder_only_levels=str(decoder_levels) if decoder_levels else None)
-    train(cfg, log=lambda s: out_console.print(s, highlight=False))
+                      l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
+                      decoder_only_levels=str(decoder_levels) if decoder_levels else None,
+                      restore_stats=restore_stats, best_by=best_by,
+                      train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()))
+    try:
+            train(cfg, log=lambda s: out_console.print(s, highlight=False))
+    except TrainingSetupError as e:
+        raise UserError(str(e)) from None
 
 
 @train.command("levels")
