@@ -126,6 +126,16 @@ def main(argv=None) -> dict:
     result["bf16_speedup_over_fp32"] = round((fp32["encode_s"] + fp32["decode_s"]) / (bf16["encode_s"] + bf16["decode_s"]), 2)
     chosen = result[f"768x512_{auto.precision}"]
     result["auto_decode_speedup_over_bf16"] = round(bf16["decode_s"] / chosen["decode_s"], 2)
+    # the decoder's 2x upsamplings as stride-2 transposed convolutions (the default) against
+    # taming's nearest-neighbour upsampling + 3x3 convolution, same weights, same run
+    from codec.tokenizer import Upsample
+
+    codec, _ = load(args.weights, auto.precision, args.device)
+    Upsample.transposed_at_inference = False
+    taming = time_codec(codec, rgb, args.repeat)
+    Upsample.transposed_at_inference = True
+    result[f"768x512_{auto.precision}_taming_upsampling"] = taming
+    result["transposed_upsampling_decode_speedup"] = round(taming["decode_s"] / chosen["decode_s"], 2)
     for precision in ("bf16", "fp32"):
         cmd = [sys.executable, __file__, "--child", precision, "--size", str(args.size), "--device", args.device]
         cmd += (["--weights", args.weights] if args.weights else []) + (["--seams"] if args.seams else [])

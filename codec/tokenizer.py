@@ -165,13 +165,15 @@ def upsampling_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 class Upsample(nn.Module):
+    transposed_at_inference = True  # False: taming's form at inference too (benchmarks compare both)
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
         self._kernel: tuple[tuple, torch.Tensor] | None = None  # (weight's identity, kernel)
 
     def forward(self, x):
-        if torch.is_grad_enabled():  # training: taming's form, whose gradient is the weight's own
+        if torch.is_grad_enabled() or not self.transposed_at_inference:  # training: taming's form
             return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         w = self.conv.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import save_tokenizer
+from .discriminator import (DiscriminatorConfig, PatchDiscriminator, adaptive_weight, generator_loss,
+                            hinge_discriminator_loss)
 from .images import load_rgb, training_images, validation_images
 from .metrics import ms_ssim, psnr, ssim, to_unit
 from .hardware import Compute, resolve
@@ -47,7 +49,12 @@ class TrainConfig(RunConfig):
     decoder_only_levels: str | None = None
     restore_stats: bool = False  # give the decoder a RestoringNorm at its output (codec/tokenizer.py)
     train_only: tuple[str, ...] = ()  # parameter-name prefixes to train; empty: all that may train
-    best_by: str = "psnr"  # the validation figure that picks best.safetensors: "psnr" or "ciede2000"
+    best_by: str = "psnr"  # what picks best.safetensors: "psnr", "ciede2000" or "last" (latest validation)
+    # the VQGAN adversarial term (codec/discriminator.py): 0 = off; from step `gan_start` on,
+    # weighted by gan_weight x the adaptive balance at the decoder's last layer
+    gan_weight: float = 0.0
+    gan_start: int = 0
+    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     val_images: int = 24
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
 
@@ -160,8 +167,10 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
             "val_codes_used": int((used > 0).sum()), "val_entropy_bits": entropy}
 
 
-def _training_state(model, optimizer, step, best, sampler, cfg) -> dict:
-    return {"model": model.state_dict(), "ema_count": model.quantize.ema_count,
+def _training_state(model, optimizer, step, best, sampler, cfg, adversary=None) -> dict:
+    extra = {} if adversary is None else {"discriminator": adversary[0].state_dict(),
+                                          "discriminator_optimizer": adversary[1].state_dict()}
+    return {**extra, "model": model.state_dict(), "ema_count": model.quantize.ema_count,
             "ema_sum": model.quantize.ema_sum, "unused_steps": model.quantize.unused_steps,
             "optimizer": optimizer.state_dict(), "step": step,
             "best_val_psnr": best, "sampler_rng": sampler.rng.bit_generator.state,
@@ -234,10 +243,24 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if state is not None:
         log(f"resumed from {run.state_path} at step {step}")
     (run.out / "config.json").write_text(json.dumps(
-        {**{k: v for k, v in vars(cfg).items() if k != "model"}, "model": cfg.model.to_dict()}, indent=1))
+        {**{k: v for k, v in vars(cfg).items() if k not in ("model", "disc")}, "model": cfg.model.to_dict(),
+         "disc": vars(cfg.disc)}, indent=1))
     log(f"tokenizer: {count_parameters(model) / 1e6:.2f} M parameters, {len(sampler.images)} training images")
     model.train()
     hits = torch.zeros(cfg.model.n_embed)
+    adversary = None  # (discriminator, its optimizer)
+    if cfg.gan_weight > 0:
+        last_layer = model.decoder.conv_out.weight
+        if not last_layer.requires_grad:
+            raise TrainingSetupError("--gan-weight: the decoder's last layer (decoder.conv_out) must train")
+        disc = PatchDiscriminator(cfg.disc).to(dev, memory_format=torch.channels_last).train()
+        adversary = (disc, torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)))
+        if state is not None and "discriminator" in state:
+            disc.load_state_dict(state["discriminator"])
+            adversary[1].load_state_dict(state["discriminator_optimizer"])
+        log(f"adversarial term from step {cfg.gan_start}, weight {cfg.gan_weight}: PatchGAN "
+            f"{count_parameters(disc) / 1e6:.2f} M parameters")
+    counter = {"step": step}
 
     # torch 2.13 crashes (segmentation fault) in GroupNorm's backward on small channels_last
     # inputs that need no gradient while its weights do: with --train-only the model's input asks
@@ -270,13 +293,35 @@ def train(cfg: TrainConfig, log=print) -> Path:
         chroma = chroma_l1(y, x)
         if cfg.chroma_weight:
             loss = loss + cfg.chroma_weight * chroma
+        extra = {}
+        adversarial = adversary is not None and counter["step"] >= cfg.gan_start
+        if adversarial:
+            disc, disc_optimizer = adversary
+            disc.requires_grad_(False)
+            with compute.autocast():
+                g_loss = generator_loss(disc(y).float())
+            weight = cfg.gan_weight * adaptive_weight(loss - vq_loss, g_loss, last_layer)
+            loss = loss + weight * g_loss
+            extra = {"g_loss": g_loss.item(), "gan_weight": weight.item()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if adversarial:
+            disc.requires_grad_(True)
+            for group in disc_optimizer.param_groups:
+                group["lr"] = lr
+            with compute.autocast():
+                real, fake = disc(x.detach()).float(), disc(y.detach()).float()
+            d_loss = hinge_discriminator_loss(real, fake)
+            disc_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_optimizer.step()
+            extra.update(d_loss=d_loss.item(), logits_real=real.mean().item(), logits_fake=fake.mean().item())
+        counter["step"] += 1
         hits.add_(torch.bincount(idx.flatten().cpu(), minlength=cfg.model.n_embed))
         return {"loss": loss.item(), "l1": l1.item(), "ssim": s.item(), "chroma": chroma.item(),
-                "vq": vq_loss.item()}
+                "vq": vq_loss.item(), **extra}
 
     def perplexity() -> dict:
         p = hits / hits.sum()
@@ -291,7 +336,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
                     validate=lambda: validate(model, val_images, quantizer, compute),
-                    score=lambda rec: rec["val_psnr"] if cfg.best_by == "psnr" else -rec["val_ciede2000"],
+                    score=lambda rec: {"psnr": rec["val_psnr"], "ciede2000": -rec["val_ciede2000"],
+                                       "last": rec["step"]}[cfg.best_by],
                     save_best=save_best,
-                    snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg),
+                    snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg, adversary),
                     val_every=cfg.val_every, window_extra=perplexity)

@@ -70,10 +70,10 @@ def test_time_limit_stops_resumably(tmp_path):
     assert 1 <= state["step"] < 10_000_000
 
 
-def test_tokenizer_training_runs_logs_and_resumes(tmp_path, monkeypatch):
+@pytest.fixture
+def noise_photos(tmp_path, monkeypatch):
+    """Three random 64x80 pictures as the tokenizer's training split (the first also validates)."""
     import codec.train_tokenizer as tt
-    from codec.checkpoint import load_tokenizer
-    from conftest import TINY
 
     rng = np.random.default_rng(0)
     files = []
@@ -83,6 +83,14 @@ def test_tokenizer_training_runs_logs_and_resumes(tmp_path, monkeypatch):
         files.append(path)
     monkeypatch.setattr(tt, "training_images", lambda: files)
     monkeypatch.setattr(tt, "validation_images", lambda: files[:1])
+    return files
+
+
+def test_tokenizer_training_runs_logs_and_resumes(tmp_path, noise_photos):
+    import codec.train_tokenizer as tt
+    from codec.checkpoint import load_tokenizer
+    from conftest import TINY
+
     cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=4, decay_start=2, warmup=1, batch=2, crop=32,
                          threads=1, val_every=2, model=TINY)
     lines = []
@@ -106,21 +114,13 @@ def test_chroma_term_sees_colour_not_brightness():
     assert chroma_l1(tinted, x).item() > 0.1
 
 
-def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, monkeypatch, tiny_weights):
+def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, noise_photos, tiny_weights):
     """--decoder-only with --restore-stats and --train-only: the encoder and the untouched decoder
     layers keep their weights, the restoring map is trained and saved, a prefix that names no
     parameter is refused in one line."""
     import codec.train_tokenizer as tt
     from codec.checkpoint import load_tokenizer
 
-    rng = np.random.default_rng(1)
-    files = []
-    for i in range(2):
-        path = tmp_path / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
-        files.append(path)
-    monkeypatch.setattr(tt, "training_images", lambda: files)
-    monkeypatch.setattr(tt, "validation_images", lambda: files[:1])
     start, levels = tiny_weights / "tokenizer.safetensors", tiny_weights / "levels.safetensors"
     initial, _ = load_tokenizer(start)
     cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=3, decay_start=2, warmup=1, batch=2, crop=32,
@@ -137,3 +137,25 @@ def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, 
     bad = tt.TrainConfig(**{**vars(cfg), "out": str(tmp_path / "bad"), "train_only": ("decoder.nothing",)})
     with pytest.raises(tt.TrainingSetupError, match="decoder.nothing"):
         tt.train(bad, log=lambda s: None)
+
+
+def test_adversarial_term_trains_a_discriminator_and_resumes_it(tmp_path, noise_photos, tiny_weights):
+    import codec.train_tokenizer as tt
+    from codec.discriminator import DiscriminatorConfig, PatchDiscriminator, hinge_discriminator_loss
+
+    logits = PatchDiscriminator(DiscriminatorConfig(channels=8))(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 1, 6, 6)  # one logit per overlapping patch
+    assert hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0.0
+    cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=3, decay_start=2, warmup=1, batch=2, crop=32,
+                         threads=1, val_every=3, init=str(tiny_weights / "tokenizer.safetensors"),
+                         decoder_only_levels=str(tiny_weights / "levels.safetensors"), gan_weight=0.5,
+                         gan_start=1, disc=DiscriminatorConfig(channels=8), best_by="last")
+    lines = []
+    tt.train(cfg, log=lines.append)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert "discriminator" in state and state["discriminator_optimizer"]["state"]  # it took steps
+    cfg.steps = 4
+    tt.train(cfg, log=lines.append)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("resumed from" in line for line in lines)
+    assert [r["step"] for r in records if "val_psnr" in r] == [3, 4]

@@ -39,6 +39,12 @@ def _check_training_data() -> None:
               help="Weight of a squared-error term beside L1 and SSIM (serves PSNR).")
 @click.option("--chroma-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an L1 term on the chroma of 4x4-pixel averages (serves colour fidelity).")
+@click.option("--gan-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="The VQGAN adversarial term (PatchGAN, hinge loss, adaptive weight); 0 = off.")
+@click.option("--gan-start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Step from which the adversarial term counts (once the reconstruction has settled).")
+@click.option("--disc-channels", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Width of the discriminator's first layer (taming's ndf).")
 @click.option("--decoder-only", "decoder_levels", type=Path, default=None,
               help="Levels file: fine-tune the decoder only, fed the codec's own quantisation; the "
                    "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
@@ -48,8 +54,9 @@ def _check_training_data() -> None:
 @click.option("--train-only", default="", metavar="PREFIXES",
               help="Comma-separated parameter-name prefixes (e.g. decoder.norm_out,decoder.conv_out): "
                    "train only these, the rest frozen.")
-@click.option("--best-by", type=click.Choice(["psnr", "ciede2000"]), default="psnr", show_default=True,
-              help="Validation figure that picks best.safetensors (highest PSNR, or lowest mean CIEDE2000).")
+@click.option("--best-by", type=click.Choice(["psnr", "ciede2000", "last"]), default="psnr", show_default=True,
+              help="What picks best.safetensors: highest validation PSNR, lowest mean CIEDE2000, or the "
+                   "latest validation (for adversarial runs, which trade PSNR for sharpness).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
               help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
@@ -57,12 +64,14 @@ def _check_training_data() -> None:
 @device_option()
 @precision_option()
 def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight, chroma_weight,
+                    gan_weight, gan_start, disc_channels,
                     decoder_levels, restore_stats, train_only, best_by, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
     Example: nohup simnet train tokenizer --out runs/tokenizer --max-minutes 120 &
     """
+    from codec.discriminator import DiscriminatorConfig
     from codec.train_tokenizer import TrainConfig, TrainingSetupError, train
 
     _check_training_data()
@@ -85,7 +94,8 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
                       device=device, precision=precision,
                       l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None,
-                      restore_stats=restore_stats, best_by=best_by,
+                      restore_stats=restore_stats, best_by=best_by, gan_weight=gan_weight, gan_start=gan_start,
+                      disc=DiscriminatorConfig(channels=disc_channels),
                       train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()))
     try:
             train(cfg, log=lambda s: out_console.print(s, highlight=False))
