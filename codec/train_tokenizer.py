@@ -50,8 +50,10 @@ class TrainConfig(RunConfig):
     restore_stats: bool = False  # give the decoder a RestoringNorm at its output (codec/tokenizer.py)
     train_only: tuple[str, ...] = ()  # parameter-name prefixes to train; empty: all that may train
     best_by: str = "psnr"  # what picks best.safetensors: "psnr", "ciede2000" or "last" (latest validation)
-    # the VQGAN adversarial term (codec/discriminator.py): 0 = off; from step `gan_start` on,
-    # weighted by gan_weight x the adaptive balance at the decoder's last layer
+    # the VQGAN adversarial term (codec/discriminator.py): 0 = off. The discriminator trains from
+    # the first step; the generator's term counts from step `gan_start` on (a discriminator that
+    # has not yet learned anything only adds noise), weighted by gan_weight x the adaptive balance
+    # at the decoder's last layer
     gan_weight: float = 0.0
     gan_start: int = 0
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -296,7 +298,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         extra = {}
         adversarial = adversary is not None and counter["step"] >= cfg.gan_start
         if adversarial:
-            disc, disc_optimizer = adversary
+            disc = adversary[0]
             disc.requires_grad_(False)
             with compute.autocast():
                 g_loss = generator_loss(disc(y).float())
@@ -307,7 +309,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        if adversarial:
+        if adversary is not None:
+            disc, disc_optimizer = adversary
             disc.requires_grad_(True)
             for group in disc_optimizer.param_groups:
                 group["lr"] = lr

@@ -42,7 +42,8 @@ def _check_training_data() -> None:
 @click.option("--gan-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="The VQGAN adversarial term (PatchGAN, hinge loss, adaptive weight); 0 = off.")
 @click.option("--gan-start", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Step from which the adversarial term counts (once the reconstruction has settled).")
+              help="Step from which the generator's adversarial term counts; the discriminator trains "
+                   "from the first step.")
 @click.option("--disc-channels", type=click.IntRange(min=8), default=64, show_default=True,
               help="Width of the discriminator's first layer (taming's ndf).")
 @click.option("--decoder-only", "decoder_levels", type=Path, default=None,
