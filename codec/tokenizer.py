@@ -39,8 +39,8 @@ class TokenizerConfig:
     # normalisation), which strips each feature map of its mean at full resolution
     norm_groups: int = 32
     # ours: the decoder's last normalisation hands back, through a learned map that starts at zero,
-    # the per-channel mean and scale it removes; without it a picture's overall colour cannot
-    # reach the output (see RestoringNorm)
+    # the per-channel mean and scale it removes (RestoringNorm; an experiment on colour drift,
+    # docs/models.md: no shipped weights use it)
     restore_stats: bool = False
     # EMA codebook (ours): taming's checkpoints learn the codebook by gradient; both decode alike.
     ema_decay: float = 0.99

@@ -2,6 +2,7 @@
 
     python scripts/plot_training.py tokenizer runs/tokenizer/log.jsonl [runs/tok-cont/log.jsonl ...] [--compare runs/tok-g8/log.jsonl] --out docs/tokenizer-curve.png
     python scripts/plot_training.py recovery runs/recovery/log.jsonl --out docs/recovery-curve.png
+    python scripts/plot_training.py finetune runs/colour-dec/log.jsonl runs/gan-dec/log.jsonl ... --start 21.27,0.7706,9.21 --out docs/finetune-curves.png
 
 Several logs are drawn one after the other (a run and the runs that continued it).
 """
@@ -102,15 +103,50 @@ def recovery(logs: list[Path], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | None) -> None:
+    """Decoder fine-tunes side by side, each from step 0: training L1 and (where logged) the
+    discriminator's hinge loss; validation PSNR and CIEDE2000, with the starting decoder's figures
+    (`start`: PSNR, MS-SSIM, CIEDE2000) dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for i, path in enumerate(logs):
+        train, val = read(path)
+        name = path.parent.name
+        axes[0].plot([r["step"] for r in train], [r["l1"] for r in train], color=f"C{i}", lw=1, label=name)
+        gan = [r for r in train if "d_loss" in r]
+        if gan:
+            axes[0].plot([r["step"] for r in gan], [r["d_loss"] / 10 for r in gan], color=f"C{i}", ls=":", lw=1,
+                         label=f"{name}: discriminator hinge loss / 10")
+        for ax, key in ((axes[1], "val_psnr"), (axes[2], "val_ciede2000")):
+            pts = [(r["step"], r[key]) for r in val if key in r]
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=f"C{i}", ms=4, label=name)
+    if start is not None:
+        axes[1].axhline(start[0], color="gray", ls="--", lw=1, label="shipped decoder")
+        axes[2].axhline(start[2], color="gray", ls="--", lw=1, label="shipped decoder")
+    axes[0].set_ylabel("training L1 (dotted: discriminator loss / 10)")
+    axes[1].set_ylabel("validation PSNR, dB (BSDS500 val, 24)")
+    axes[2].set_ylabel("validation mean CIEDE2000 (lower is better)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=["tokenizer", "recovery"])
+    ap.add_argument("kind", choices=["tokenizer", "recovery", "finetune"])
     ap.add_argument("logs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--compare", type=Path, nargs="*", default=[],
                     help="tokenizer: logs drawn from step 0 (other designs), beside the chained runs")
+    ap.add_argument("--start", default=None,
+                    help="finetune: the starting decoder's validation PSNR,MS-SSIM,CIEDE2000 (dashed)")
     args = ap.parse_args(argv)
-    if args.kind == "tokenizer":
+    if args.kind == "finetune":
+        finetune(args.logs, args.out, tuple(float(v) for v in args.start.split(",")) if args.start else None)
+    elif args.kind == "tokenizer":
         tokenizer(args.logs, args.out, args.compare)
     else:
         recovery(args.logs, args.out)
