@@ -173,7 +173,11 @@ class Upsample(nn.Module):
         self._kernel: tuple[tuple, torch.Tensor] | None = None  # (weight's identity, kernel)
 
     def forward(self, x):
-        if torch.is_grad_enabled() or not self.transposed_at_inference:  # training: taming's form
+        # training keeps taming's form (its gradient is the weight's own); so does reduced precision,
+        # where oneDNN's transposed convolution was measured slower (emulated bf16: 41 s against
+        # 14 s a 768x512 decode) and native bf16 kernels have not been timed
+        if (torch.is_grad_enabled() or not self.transposed_at_inference
+                or torch.is_autocast_enabled(x.device.type)):
             return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         w = self.conv.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)
