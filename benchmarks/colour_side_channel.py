@@ -59,12 +59,26 @@ def with_chroma(decoded: np.ndarray, chroma_small: list[np.ndarray], block: int)
     return np.clip(np.round(ycc @ FROM_YCC.T), 0, 255).astype(np.uint8)
 
 
+def _numbers(kind):
+    """An argparse type: a comma-separated list of positive `kind`s, or a one-line error."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers") from None
+        if any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
+        return values
+    return parse
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=Path, default=None, help="folder (default: BSDS500 val)")
     ap.add_argument("--limit", type=int, default=16)
-    ap.add_argument("--blocks", default="64,32,16")
-    ap.add_argument("--steps", default="2,4", help="quantisation steps of Cb/Cr (0-255 scale)")
+    ap.add_argument("--blocks", type=_numbers(int), default=[64, 32, 16], help="block sides in pixels")
+    ap.add_argument("--steps", type=_numbers(float), default=[2.0, 4.0],
+                    help="quantisation steps of Cb/Cr (0-255 scale)")
     ap.add_argument("--codebook", type=int, default=1024)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -93,7 +107,7 @@ def main(argv=None) -> dict:
               "ciede2000_oracle_mean_rgb": colour_error(
                   lambda rgb, dec: np.clip(np.round(dec + rgb.mean((0, 1)) - dec.mean((0, 1))), 0, 255).astype(np.uint8)),
               "side_channel": []}
-    for block in (int(b) for b in args.blocks.split(",")):
+    for block in args.blocks:
         def sent(rgb, step):
             ycc = rgb.astype(np.float64) @ TO_YCC.T
             means = [block_means(ycc[..., c], block) for c in (1, 2)]
@@ -101,7 +115,7 @@ def main(argv=None) -> dict:
 
         row = {"block": block, "oracle_ciede2000": colour_error(
             lambda rgb, dec: with_chroma(dec, sent(rgb, 0), block))}
-        for step in (float(s) for s in args.steps.split(",")):
+        for step in args.steps:
             residuals = np.concatenate([dpcm_residuals(q.astype(int)) for rgb, *_ in pictures for q in sent(rgb, step)])
             _, counts = np.unique(residuals, return_counts=True)
             p = counts / counts.sum()

@@ -1,5 +1,6 @@
 """Image quality metrics in plain torch: PSNR, SSIM and MS-SSIM, and `quality`, the one function
-every report, evaluation and training validation scores decoded images with.
+every report, evaluation and training validation scores decoded images with; and the mean
+CIEDE2000 colour difference (scikit-image), which training validation and simnet's metrics share.
 
 Defined as in Wang et al. (2003, 2004) with the usual constants (11x11 Gaussian window, sigma 1.5,
 K1 = 0.01, K2 = 0.03, the five MS-SSIM scale weights), on RGB images in [0, 1]. These serve the
@@ -93,3 +94,11 @@ def quality(reference: np.ndarray, decoded: np.ndarray, extra=None) -> dict:
     x, y = unit_tensor(reference), unit_tensor(decoded)
     scores = {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(ms_ssim(x, y)[0])}
     return {**scores, **extra(reference, decoded)} if extra is not None else scores
+
+
+def ciede2000(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference over the pixels of two HxWx3 uint8 images (sRGB -> CIELAB,
+    D65; scikit-image)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    return float(deltaE_ciede2000(rgb2lab(reference), rgb2lab(decoded)).mean())

@@ -174,8 +174,8 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         # training keeps taming's form (its gradient is the weight's own); so does reduced precision,
-        # where oneDNN's transposed convolution was measured slower (emulated bf16: 41 s against
-        # 14 s a 768x512 decode) and native bf16 kernels have not been timed
+        # where oneDNN's transposed convolution measured slower with emulated bf16 and native bf16
+        # kernels have not been timed (docs/models.md, "Speed")
         if (torch.is_grad_enabled() or not self.transposed_at_inference
                 or torch.is_autocast_enabled(x.device.type)):
             return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

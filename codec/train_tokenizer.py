@@ -23,7 +23,7 @@ from .checkpoint import save_tokenizer
 from .discriminator import (DiscriminatorConfig, PatchDiscriminator, adaptive_weight, generator_loss,
                             hinge_discriminator_loss)
 from .images import load_rgb, training_images, validation_images
-from .metrics import ms_ssim, psnr, ssim, to_unit
+from .metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
 from .hardware import Compute, resolve
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
 from .training import NO_BEST, RunConfig
@@ -136,8 +136,6 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
              compute: Compute | None = None) -> dict:
     compute = compute or resolve("cpu")
     model.eval()
-    from skimage.color import deltaE_ciede2000, rgb2lab
-
     psnrs, msssims, colour = [], [], []
     used = torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
@@ -159,7 +157,7 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
         psnrs.append(psnr(to_unit(x), y).item())
         msssims.append(ms_ssim(to_unit(x), y).item())
         decoded = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        colour.append(float(deltaE_ciede2000(rgb2lab(rgb), rgb2lab(decoded)).mean()))
+        colour.append(ciede2000(rgb, decoded))
         used += torch.bincount(idx.flatten(), minlength=model.config.n_embed)
     model.train()
     p = used.double() / used.sum()

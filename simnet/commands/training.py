@@ -51,7 +51,8 @@ def _check_training_data() -> None:
                    "encoder and codebook stay frozen so token grids (and the transformer) stay valid.")
 @click.option("--restore-stats", is_flag=True,
               help="Give the decoder's last normalisation a learned path (starting at zero) that hands "
-                   "back each channel's mean and scale: the picture's colour reaches the output.")
+                   "back each channel's mean and scale, so the picture's overall colour has a way to the "
+                   "output (an experiment: docs/models.md).")
 @click.option("--train-only", default="", metavar="PREFIXES",
               help="Comma-separated parameter-name prefixes (e.g. decoder.norm_out,decoder.conv_out): "
                    "train only these, the rest frozen.")
@@ -99,7 +100,7 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
                       disc=DiscriminatorConfig(channels=disc_channels),
                       train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()))
     try:
-            train(cfg, log=lambda s: out_console.print(s, highlight=False))
+        train(cfg, log=lambda s: out_console.print(s, highlight=False))
     except TrainingSetupError as e:
         raise UserError(str(e)) from None
 

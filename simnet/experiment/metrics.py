@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.metrics import ciede2000
+
 BUILTIN = ("psnr", "ms_ssim")
 DEFAULT = BUILTIN
 
@@ -113,13 +115,6 @@ def flip(reference: np.ndarray, decoded: np.ndarray) -> float:
     _, mean, _ = flip_evaluator.evaluate(reference.astype(np.float32) / 255, decoded.astype(np.float32) / 255,
                                          "LDR", applyMagma=False)
     return float(mean)
-
-
-def ciede2000(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """Mean CIEDE2000 colour difference over the pixels (sRGB -> CIELAB, D65; scikit-image)."""
-    from skimage.color import deltaE_ciede2000, rgb2lab
-
-    return float(deltaE_ciede2000(rgb2lab(reference), rgb2lab(decoded)).mean())
 
 
 _CVVDP = {}
