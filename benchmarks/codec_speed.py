@@ -127,15 +127,22 @@ def main(argv=None) -> dict:
     result["bf16_speedup_over_fp32"] = round((fp32["encode_s"] + fp32["decode_s"]) / (bf16["encode_s"] + bf16["decode_s"]), 2)
     chosen = result[f"768x512_{auto.precision}"]
     result["auto_decode_speedup_over_bf16"] = round(bf16["decode_s"] / chosen["decode_s"], 2)
-    # the decoder's 2x upsamplings as stride-2 transposed convolutions (what fp32 decodes with)
-    # against taming's nearest-neighbour upsampling + 3x3 convolution, same weights, same run
-    from codec.tokenizer import Upsample
+    # the decoder's 2x upsamplings as stride-2 transposed convolutions (what fp32 decodes with, and
+    # bf16 where the CPU has it natively) against taming's nearest-neighbour upsampling + 3x3
+    # convolution, same weights, same run
+    from codec.tokenizer import Upsample, transposed_fast_under_autocast
 
-    Upsample.transposed_at_inference = False
-    taming = time_codec(codecs["fp32"], rgb, args.repeat)
-    Upsample.transposed_at_inference = True
-    result["768x512_fp32_taming_upsampling"] = taming
-    result["transposed_upsampling_decode_speedup"] = round(taming["decode_s"] / fp32["decode_s"], 2)
+    device_type = codecs["fp32"].device
+    forms = ["fp32"] + (["bf16"] if transposed_fast_under_autocast(device_type) else [])
+    for precision in forms:
+        Upsample.transposed_at_inference = False
+        taming = time_codec(codecs[precision], rgb, args.repeat)
+        Upsample.transposed_at_inference = True
+        result[f"768x512_{precision}_taming_upsampling"] = taming
+        result[f"transposed_upsampling_decode_speedup_{precision}"] = round(
+            taming["decode_s"] / result[f"768x512_{precision}"]["decode_s"], 2)
+    if "bf16" not in forms:
+        result["transposed_upsampling_bf16"] = "not used here: bf16 keeps taming's form on this device"
     for precision in ("bf16", "fp32"):
         cmd = [sys.executable, __file__, "--child", precision, "--size", str(args.size), "--device", args.device]
         cmd += (["--weights", args.weights] if args.weights else []) + (["--seams"] if args.seams else [])

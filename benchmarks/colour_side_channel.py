@@ -1,14 +1,16 @@
-"""How much of the VQ codec's colour error a chroma side channel would remove, and for how many
-bytes: a design measurement for issue 19, not part of the codec.
+"""How much of the VQ codec's colour error the chroma side channel (codec/colour.py) removes, and
+for how many bytes, at several block sizes and steps: the measurement that chose its settings.
 
 For each image: encode and decode at K (fp32), then replace the decoded picture's chroma at a
 coarse scale with the original's, as a side channel would carry it. The chroma is YCbCr's Cb and
 Cr (BT.601, linear, cheap at the receiver): block means over B x B pixels, quantised with step q,
 each block predicted from its left neighbour (the first column from the block above), the
 residuals' ideal code length under their histogram pooled over the images (what a fixed shipped
-prior would approach). The decoded chroma's own block means are swapped for the sent ones,
-bilinearly interpolated, so detail inside a block stays the decoder's. Also the oracles with
-nothing quantised: the original's per-channel mean RGB, and its chroma at each block size.
+prior would approach), and the bytes of the colour section as the codec writes it (per-picture
+Laplace scale, its 4-byte header and word padding included). The decoded chroma's own block
+means are swapped for the sent ones, bilinearly interpolated, so detail inside a block stays the
+decoder's. Also the oracles with nothing quantised: the original's per-channel mean RGB, and its
+chroma at each block size.
 
     python benchmarks/colour_side_channel.py [--images ../shared/data/bsds500/val] [--limit 16]
         [--blocks 64,32,16] [--steps 2,4] [--codebook 1024] [--json OUT]
@@ -24,24 +26,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-# BT.601 full-range RGB -> Y, Cb, Cr (offsets left out: they cancel in every difference here)
-TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-FROM_YCC = np.linalg.inv(TO_YCC)
-
-
-def block_means(plane: np.ndarray, block: int) -> np.ndarray:
-    """(H, W) -> (ceil(H/B), ceil(W/B)) means (PIL's box filter: partial edge blocks count as is)."""
-    h, w = plane.shape
-    size = (-(-w // block), -(-h // block))
-    return np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize(size, Image.BOX))
-
-
-def spread(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(small.astype(np.float32), mode="F").resize((shape[1], shape[0]),
-                                                                                 Image.BILINEAR))
-
 
 def dpcm_residuals(q: np.ndarray) -> np.ndarray:
     pred = np.zeros_like(q)
@@ -51,12 +35,10 @@ def dpcm_residuals(q: np.ndarray) -> np.ndarray:
 
 
 def with_chroma(decoded: np.ndarray, chroma_small: list[np.ndarray], block: int) -> np.ndarray:
-    """The decoded picture with its Cb/Cr block means replaced by `chroma_small`."""
-    ycc = decoded.astype(np.float64) @ TO_YCC.T
-    for c, small in zip((1, 2), chroma_small):
-        plane = ycc[..., c]
-        ycc[..., c] = plane - spread(block_means(plane, block), plane.shape) + spread(small, plane.shape)
-    return np.clip(np.round(ycc @ FROM_YCC.T), 0, 255).astype(np.uint8)
+    """The decoded picture with its Cb/Cr block means replaced by `chroma_small` (unquantised)."""
+    from codec.colour import ChromaPlane, apply
+
+    return apply(decoded, ChromaPlane(block, 1, *chroma_small))
 
 
 def _numbers(kind):
@@ -77,7 +59,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=Path, default=None, help="folder (default: BSDS500 val)")
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--blocks", type=_numbers(int), default=[64, 32, 16], help="block sides in pixels")
-    ap.add_argument("--steps", type=_numbers(float), default=[2.0, 4.0],
+    ap.add_argument("--steps", type=_numbers(int), default=[2, 4],
                     help="quantisation steps of Cb/Cr (0-255 scale)")
     ap.add_argument("--codebook", type=int, default=1024)
     ap.add_argument("--json", type=Path, default=None)
@@ -85,6 +67,8 @@ def main(argv=None) -> dict:
 
     from skimage.color import deltaE_ciede2000, rgb2lab
 
+    from codec import colour
+    from codec.colour import TO_YCC, block_means
     from codec.images import default_data_root, list_images, load_rgb
     from codec.zoo import load_codec
 
@@ -120,9 +104,11 @@ def main(argv=None) -> dict:
             _, counts = np.unique(residuals, return_counts=True)
             p = counts / counts.sum()
             bits = float(-(p * np.log2(p)).sum())
+            coded = [len(colour.to_bytes(colour.measure(rgb, block, int(step)))) for rgb, *_ in pictures]
             row[f"q{step:g}"] = {
-                "ciede2000": colour_error(lambda rgb, dec: with_chroma(dec, [q * step for q in sent(rgb, step)], block)),
-                "bytes_per_image": bits * len(residuals) / len(pictures) / 8, "bits_per_value": bits}
+                "ciede2000": colour_error(lambda rgb, dec: colour.apply(dec, colour.measure(rgb, block, int(step)))),
+                "bytes_per_image": bits * len(residuals) / len(pictures) / 8, "bits_per_value": bits,
+                "coded_bytes_per_image": float(np.mean(coded))}
         result["side_channel"].append(row)
         print(json.dumps(row), file=sys.stderr)
     print(json.dumps(result, indent=1))

@@ -2,13 +2,14 @@
 
     offset size field
     0      4    magic b"SNVQ"
-    4      1    version (1)
+    4      1    version (1; 2 with a colour section)
     5      1    log2 of the codebook level K
     6      2    image width  (uint16, little-endian)
     8      2    image height (uint16)
     10     4    model checksum: first 4 bytes of sha256 over the tokenizer and levels files
-    14     n    payload: the ANS-coded indices in raster order, 32-bit little-endian words
-    14+n   4    CRC32 of bytes 0 .. 14+n-1
+    14     c    version 2 only: the colour section (codec/colour.py), its length in its own header
+    14+c   n    payload: the ANS-coded indices in raster order, 32-bit little-endian words
+    14+c+n 4    CRC32 of every byte before it
 
 The grid shape follows from the image size and the factor 16; the symbol count from the grid.
 """
@@ -21,11 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import colour
+from .colour import ChromaPlane, ColourError
 from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
 from .tokens import TokenGrid
 
 MAGIC = b"SNVQ"
 VERSION = 1
+VERSION_WITH_COLOUR = 2
 FACTOR = 16
 _HEADER = struct.Struct("<4sBBHH4s")
 HEADER_BYTES = _HEADER.size
@@ -44,7 +48,9 @@ class BitstreamHeader:
     width: int
     height: int
     model_checksum: bytes
-    payload_bytes: int
+    payload_bytes: int  # the tokens' ANS payload
+    chroma: ChromaPlane | None = None  # the colour side channel (version 2)
+    colour_bytes: int = 0  # its section, header included
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -52,10 +58,13 @@ class BitstreamHeader:
 
     def describe(self) -> dict:
         h, w = self.grid_shape
-        return {"format": "simnet VQ bitstream", "version": self.version, "codebook": self.level,
-                "width": self.width, "height": self.height, "grid": f"{h}x{w}", "tokens": h * w,
-                "model_checksum": self.model_checksum.hex(), "payload_bytes": self.payload_bytes,
-                "file_bytes": HEADER_BYTES + self.payload_bytes + CRC_BYTES}
+        fields = {"format": "simnet VQ bitstream", "version": self.version, "codebook": self.level,
+                  "width": self.width, "height": self.height, "grid": f"{h}x{w}", "tokens": h * w,
+                  "model_checksum": self.model_checksum.hex(), "payload_bytes": self.payload_bytes}
+        if self.chroma is not None:
+            fields.update(self.chroma.describe(), colour_bytes=self.colour_bytes)
+        fields["file_bytes"] = HEADER_BYTES + self.colour_bytes + self.payload_bytes + CRC_BYTES
+        return fields
 
 
 def grid_shape_for(height: int, width: int) -> tuple[int, int]:
@@ -69,7 +78,9 @@ def level_code(level: int) -> int:
     return code
 
 
-def write_bitstream(grid: TokenGrid, prior: Prior, model_checksum: bytes) -> bytes:
+def write_bitstream(grid: TokenGrid, prior: Prior, model_checksum: bytes,
+                    chroma: ChromaPlane | None = None) -> bytes:
+    """Version 1 without `chroma`, version 2 with its colour section."""
     height, width = grid.image_size
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise ValueError(f"image size {width}x{height} does not fit the bitstream (max {MAX_SIDE})")
@@ -77,8 +88,14 @@ def write_bitstream(grid: TokenGrid, prior: Prior, model_checksum: bytes) -> byt
         raise ValueError(f"grid {grid.shape} does not match image size {width}x{height}")
     if prior.size != grid.level:
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
-    header = _HEADER.pack(MAGIC, VERSION, level_code(grid.level), width, height, model_checksum[:4])
-    body = header + encode_symbols(grid.indices.ravel(), prior)
+    section = b""
+    if chroma is not None:
+        if chroma.cb.shape != colour.blocks_for(grid.image_size, chroma.block):
+            raise ValueError(f"chroma blocks {chroma.cb.shape} do not fit image size {width}x{height}")
+        section = colour.to_bytes(chroma)
+    version = VERSION if chroma is None else VERSION_WITH_COLOUR
+    header = _HEADER.pack(MAGIC, version, level_code(grid.level), width, height, model_checksum[:4])
+    body = header + section + encode_symbols(grid.indices.ravel(), prior)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -89,8 +106,9 @@ def read_header(data: bytes) -> BitstreamHeader:
     magic, version, code, width, height, checksum = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise BitstreamError(f"wrong magic {magic!r}: not a simnet .vqb file")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {version} (this simnet reads {VERSION})")
+    if version not in (VERSION, VERSION_WITH_COLOUR):
+        raise BitstreamError(f"unsupported bitstream version {version} (this simnet reads "
+                             f"{VERSION} and {VERSION_WITH_COLOUR})")
     (crc,) = struct.unpack_from("<I", data, len(data) - CRC_BYTES)
     if zlib.crc32(data[: len(data) - CRC_BYTES]) != crc:
         raise BitstreamError("CRC mismatch: the file is corrupted or truncated")
@@ -98,8 +116,17 @@ def read_header(data: bytes) -> BitstreamHeader:
         raise BitstreamError(f"codebook level 2^{code} is out of range")
     if width == 0 or height == 0:
         raise BitstreamError(f"empty image size {width}x{height}")
+    chroma, colour_bytes = None, 0
+    if version == VERSION_WITH_COLOUR:
+        try:
+            colour_bytes = colour.section_length(data[: len(data) - CRC_BYTES], HEADER_BYTES)
+            if HEADER_BYTES + colour_bytes > len(data) - CRC_BYTES:
+                raise ColourError(f"colour section of {colour_bytes} bytes runs past the file's end")
+            chroma = colour.from_bytes(data[HEADER_BYTES: HEADER_BYTES + colour_bytes], (height, width))
+        except ColourError as e:
+            raise BitstreamError(str(e)) from None
     return BitstreamHeader(version, 1 << code, width, height, checksum,
-                           len(data) - HEADER_BYTES - CRC_BYTES)
+                           len(data) - HEADER_BYTES - colour_bytes - CRC_BYTES, chroma, colour_bytes)
 
 
 def read_bitstream(data: bytes, prior) -> tuple[BitstreamHeader, TokenGrid]:
@@ -111,7 +138,7 @@ def read_bitstream(data: bytes, prior) -> tuple[BitstreamHeader, TokenGrid]:
     except ValueError as e:
         raise BitstreamError(str(e)) from None
     h, w = header.grid_shape
-    payload = data[HEADER_BYTES: len(data) - CRC_BYTES]
+    payload = data[HEADER_BYTES + header.colour_bytes: len(data) - CRC_BYTES]
     try:
         symbols = decode_symbols(payload, h * w, level_prior)
     except EntropyError as e:

@@ -10,6 +10,7 @@ import torch
 
 from .bitstream import BitstreamError, BitstreamHeader, read_bitstream, write_bitstream
 from .checkpoint import CheckpointError, load_tokenizer
+from .colour import ChromaPlane, apply as apply_chroma
 from .safe_weights import file_checksum
 from .entropy import Prior
 from .hardware import resolve
@@ -147,10 +148,12 @@ class ImageCodec:
             run, h, w, self.tile_tokens, self.tile_overlap, self.factor)
         return y.clamp(-1, 1)
 
-    def decode(self, grid: TokenGrid, lost: np.ndarray | None = None) -> np.ndarray:
+    def decode(self, grid: TokenGrid, lost: np.ndarray | None = None,
+               chroma: ChromaPlane | None = None) -> np.ndarray:
         """TokenGrid -> HxWx3 uint8 at the original image size. With `lost` (the positions a
         recovery filled) and a concealing decoder, the decoder conceals them; with nothing lost, or
-        no concealer, it is the plain decode."""
+        no concealer, it is the plain decode. With `chroma` (the colour side channel), the
+        picture's block colours are the sent ones."""
         h, w = grid.image_size
         mask = None
         if lost is not None and lost.any():
@@ -159,10 +162,13 @@ class ImageCodec:
                                       "in the weights folder")
             mask = torch.from_numpy(np.asarray(lost, dtype=bool))[None]
         y = self.decode_tensor(torch.from_numpy(grid.indices)[None], grid.level, mask)
-        return to_uint8(y[..., :h, :w])
+        rgb = to_uint8(y[..., :h, :w])
+        return rgb if chroma is None else apply_chroma(rgb, chroma)
 
-    def to_bytes(self, grid: TokenGrid) -> bytes:
-        return write_bitstream(grid, self.prior(grid.level), bytes.fromhex(self.checksum))
+    def to_bytes(self, grid: TokenGrid, chroma: ChromaPlane | None = None) -> bytes:
+        """The .vqb file; with `chroma` (codec.colour.measure of the original), version 2 with the
+        colour side channel."""
+        return write_bitstream(grid, self.prior(grid.level), bytes.fromhex(self.checksum), chroma)
 
     def from_bytes(self, data: bytes, check_model: bool = True) -> tuple[BitstreamHeader, TokenGrid]:
         header, grid = read_bitstream(data, self.prior)

@@ -12,6 +12,7 @@ cropping back to the image is the caller's (`ImageCodec.decode` crops to `TokenG
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -164,6 +165,20 @@ def upsampling_kernel(weight: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ka,lb,oiab->iokl", taps, taps, weight).contiguous()
 
 
+def transposed_fast_under_autocast(device_type: str) -> bool:
+    """Whether the transposed form is the faster one under bf16 autocast: on a CPU whose oneDNN runs
+    bf16 natively (measured 1.3x faster there), not where bf16 is emulated (measured 2.4x slower)
+    nor on CUDA (not timed)."""
+    return device_type == "cpu" and _cpu_native_bf16()
+
+
+@functools.cache
+def _cpu_native_bf16() -> bool:
+    from .hardware import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 class Upsample(nn.Module):
     transposed_at_inference = True  # False: taming's form at inference too (benchmarks compare both)
 
@@ -173,11 +188,10 @@ class Upsample(nn.Module):
         self._kernel: tuple[tuple, torch.Tensor] | None = None  # (weight's identity, kernel)
 
     def forward(self, x):
-        # training keeps taming's form (its gradient is the weight's own); so does reduced precision,
-        # where oneDNN's transposed convolution measured slower with emulated bf16 and native bf16
-        # kernels have not been timed (docs/models.md, "Speed")
+        # training keeps taming's form (its gradient is the weight's own); so does bf16 where the
+        # transposed form measured slower (emulated bf16) or was never timed (CUDA): docs/models.md
         if (torch.is_grad_enabled() or not self.transposed_at_inference
-                or torch.is_autocast_enabled(x.device.type)):
+                or (torch.is_autocast_enabled(x.device.type) and not transposed_fast_under_autocast(x.device.type))):
             return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         w = self.conv.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)

@@ -129,3 +129,57 @@ def test_eval_whole_packet_loss_through_interleaving(tmp_path, capsys, tiny_weig
     for r in recs:  # whole packets of 64 tokens max: token loss follows packet loss
         assert r["loss_rate_packets"] is not None
         assert abs(r["loss_rate_tokens"] - r["loss_rate_packets"]) < 0.2
+
+
+def test_the_colour_side_channel_from_encode_to_decode(tmp_path, capsys, tiny_weights, tiny_codec, sample_rgb):
+    """--chroma 16 writes a version-2 file that info describes and decode applies: the decoded
+    picture's block colours are the original's, to the quantisation step."""
+    from codec import colour
+
+    save_rgb(sample_rgb, tmp_path / "in.png")
+    w = ["--weights", str(tiny_weights)]
+    assert run(["encode", str(tmp_path / "in.png"), str(tmp_path / "p.vqb"), "-k", "64"] + w, capsys)[0] == 0
+    code, out, _ = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "c.vqb"), "-k", "64",
+                        "--chroma", "16"] + w, capsys)
+    assert code == 0 and "colour" in out
+    plain, coloured = (tmp_path / "p.vqb").read_bytes(), (tmp_path / "c.vqb").read_bytes()
+    assert len(coloured) > len(plain)
+    code, out, _ = run(["info", str(tmp_path / "c.vqb")], capsys)
+    assert code == 0 and "chroma_block: 16" in out and "version: 2" in out
+    assert run(["decode", str(tmp_path / "c.vqb"), str(tmp_path / "c.png"), "--precision", "fp32"] + w, capsys)[0] == 0
+    from codec.images import load_rgb
+
+    decoded = load_rgb(tmp_path / "c.png")
+    plane = colour.measure(sample_rgb, 16, 2)
+    _, grid = tiny_codec.from_bytes(coloured)
+    assert np.array_equal(decoded, tiny_codec.decode(grid, chroma=plane))
+    cb = colour.block_means((decoded.astype(float) @ colour.TO_YCC.T)[..., 1], 16)
+    plain_cb = colour.block_means((tiny_codec.decode(grid).astype(float) @ colour.TO_YCC.T)[..., 1], 16)
+    assert np.abs(cb - plane.cb * 2).mean() < 0.25 * np.abs(plain_cb - plane.cb * 2).mean()
+    code, _, err = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.vqb"), "--chroma", "48"] + w, capsys)
+    assert code == 2 and "--chroma" in err
+
+
+def test_eval_with_the_colour_side_channel_counts_its_bytes(tmp_path, capsys, tiny_weights, sample_rgb):
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    save_rgb(sample_rgb, tmp_path / "imgs" / "a.png")
+    docs = {}
+    for name, extra in (("plain", []), ("chroma", ["--chroma", "32", "--chroma-step", "4"])):
+        out = tmp_path / f"{name}.json"
+        assert run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0,0.2",
+                    "--metrics", "psnr,ms_ssim,ciede2000", "--json", str(out),
+                    "--weights", str(tiny_weights)] + extra, capsys)[0] == 0
+        docs[name] = {r["method"]: r for r in json.loads(out.read_text())["records"] if r["loss_rate_target"] == 0}
+    plain, chroma = docs["plain"]["lossless"], docs["chroma"]["lossless"]
+    pixels = sample_rgb.shape[0] * sample_rgb.shape[1]
+    assert chroma["chroma_block"] == 32 and chroma["bits_colour"] > 0
+    assert chroma["bpp_wire"] == pytest.approx(plain["bpp_wire"] + chroma["bits_colour"] / pixels)
+    assert chroma["bits_over_cross_entropy"] == pytest.approx(plain["bits_over_cross_entropy"])
+    assert chroma["ciede2000"] < plain["ciede2000"]
+    # the baselines are matched to the larger file and carry no side-channel fields
+    assert "chroma_block" not in docs["chroma"]["down3-avif"]
+    for method, rec in docs["chroma"].items():
+        if method.startswith("down") and rec.get("fits_budget", True) and rec.get("webp_quality", 1):
+            assert rec["bpp_wire"] <= chroma["bpp_wire"] + 1e-9

@@ -134,9 +134,11 @@ def test_norm_groups_is_part_of_the_saved_model(tmp_path):
         replace(TINY, norm_groups=7)
 
 
-def test_upsampling_as_a_transposed_convolution_gives_the_same_pixels():
+def test_upsampling_as_a_transposed_convolution_gives_the_same_pixels(monkeypatch):
     """Inference decodes each 2x upsampling + 3x3 convolution as one stride-2 transposed
-    convolution; training keeps taming's form. Both give the same picture, at any size."""
+    convolution; training, and bf16 where it is emulated, keep taming's form. Both give the same
+    picture, at any size."""
+    from codec import tokenizer
     from codec.tokenizer import Upsample
 
     torch.manual_seed(3)
@@ -151,8 +153,16 @@ def test_upsampling_as_a_transposed_convolution_gives_the_same_pixels():
     with torch.no_grad():
         up.conv.weight.mul_(2)  # changed weights: the cached kernel follows
         assert torch.allclose(up(x), up.conv(torch.nn.functional.interpolate(x, scale_factor=2.0)), atol=1e-5)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # reduced precision: taming's form
-        assert torch.equal(up(x), up.conv(torch.nn.functional.interpolate(x, scale_factor=2.0)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        taming = up.conv(torch.nn.functional.interpolate(x, scale_factor=2.0))
+        # bf16 emulated: taming's form, the faster one there
+        monkeypatch.setattr(tokenizer, "_cpu_native_bf16", lambda: False)
+        assert torch.equal(up(x), taming)
+        # bf16 native: the transposed form, the same picture to bf16's rounding
+        monkeypatch.setattr(tokenizer, "_cpu_native_bf16", lambda: True)
+        native = up(x)
+        assert not torch.equal(native, taming) and torch.allclose(native.float(), taming.float(), atol=0.1)
+    assert not tokenizer.transposed_fast_under_autocast("cuda")
     model = tiny_model()
     idx = torch.randint(0, TINY.n_embed, (1, 3, 5))
     with torch.no_grad():

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (device_option, level_option, load_codec_at, out_console, precision_option, read_bytes,
+from .common import (chroma_options, device_option, level_option, load_codec_at, out_console, precision_option, read_bytes,
                      weights_option)
 
 
@@ -16,24 +16,30 @@ from .common import (device_option, level_option, load_codec_at, out_console, pr
 @click.argument("image", type=Path)
 @click.argument("out", type=Path)
 @level_option
+@chroma_options
 @weights_option
 @device_option()
 @precision_option()
-def encode(image: Path, out: Path, level: int, weights: Path | None, device: str, precision: str):
+def encode(image: Path, out: Path, level: int, chroma: int, chroma_step: int, weights: Path | None,
+           device: str, precision: str):
     """Encode IMAGE to the .vqb bitstream OUT.
 
     \b
     Example: simnet encode photo.png photo.vqb --codebook 256
+             simnet encode photo.png photo.vqb --chroma 64   (with the colour side channel)
     """
+    from codec import colour
     from codec.images import load_rgb
 
     rgb = load_rgb(image)
     codec = load_codec_at(weights, level, precision, device)
-    data = codec.to_bytes(codec.encode(rgb, level))
+    plane = colour.measure(rgb, chroma, chroma_step) if chroma else None
+    data = codec.to_bytes(codec.encode(rgb, level), plane)
     out.write_bytes(data)
     pixels = rgb.shape[0] * rgb.shape[1]
+    side = f", colour {len(colour.to_bytes(plane))} bytes" if plane else ""
     out_console.print(f"{image} -> {out}: {rgb.shape[1]}x{rgb.shape[0]}, K={level}, "
-                      f"{len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp ({codec.device}, {codec.precision})")
+                      f"{len(data)} bytes{side}, {len(data) * 8 / pixels:.4f} bpp ({codec.device}, {codec.precision})")
 
 
 @click.command()
@@ -53,7 +59,7 @@ def decode(bitstream: Path, out: Path, weights: Path | None, device: str, precis
     codec = load_codec_at(weights, None, precision, device)
     header, grid = codec.from_bytes(read_bytes(bitstream))
     try:
-        save_rgb(codec.decode(grid), out)
+        save_rgb(codec.decode(grid, chroma=header.chroma), out)
     except (ValueError, OSError) as e:
         raise UserError(f"{out}: cannot write image ({e})") from None
     out_console.print(f"{bitstream} -> {out}: {header.width}x{header.height}, K={header.level} "

@@ -41,6 +41,18 @@ level_option = click.option("--codebook", "--level", "-k", "level", type=int, de
                             help="Codebook level K.")
 
 
+def chroma_options(command):
+    """--chroma B and --chroma-step Q: the colour side channel (codec/colour.py)."""
+    from codec.colour import BLOCKS, MAX_STEP
+
+    command = click.option("--chroma-step", type=click.IntRange(1, MAX_STEP), default=2, show_default=True,
+                           help="Quantisation step of the side channel's Cb/Cr (0-255 scale).")(command)
+    return click.option("--chroma", type=click.Choice(["0"] + [str(b) for b in BLOCKS]), default="0",
+                        show_default=True, callback=lambda ctx, param, v: int(v),
+                        help="Send the picture's colour beside its tokens: Cb/Cr means over blocks of this "
+                             "many pixels (64: about 5% more bytes; docs/models.md); 0 = off.")(command)
+
+
 def load_codec_at(weights: Path | None, level: int | None = None, precision: str = "auto",
                   device: str = "auto"):
     """The codec from `weights` (None: shipped), with `level` (the --codebook option) checked."""

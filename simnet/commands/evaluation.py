@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (console, device_option, level_option, out_console, parse_floats, precision_option,
+from .common import (chroma_options, console, device_option, level_option, out_console, parse_floats, precision_option,
                      print_summary, say_compute, say_left_out, weights_option)
 
 
@@ -77,9 +77,10 @@ def _iqa_metrics(names: str | None):
 @click.option("--iqa", default=None, help="Also these pyiqa metrics, comma separated (e.g. "
               "fsim,vif,gmsd,lpips,dists); needs pyiqa's own environment (`make iqa`). A metric "
               "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
+@chroma_options
 @weights_option
 def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             device, precision, rate_lambda, metric_names, iqa, weights):
+             device, precision, rate_lambda, metric_names, iqa, chroma, chroma_step, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -105,13 +106,15 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
                     "--codebook", device)
     say_compute(setup.codec.compute)
     opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
-                       rate_lambda=rate_lambda, extra=combine(metrics, extra_metrics))
+                       rate_lambda=rate_lambda, extra=combine(metrics, extra_metrics),
+                       chroma_block=chroma or None, chroma_step=chroma_step)
     out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
     shipped_lambda = setup.codec.level(level).rate_lambda
     meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
                      images=str(images), codebook=level, **setup.compute,
                      rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
                      burst=burst, metrics=metrics.describe(),
+                     chroma_block=chroma or None, chroma_step=chroma_step if chroma else None,
                      **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
     mean_fields = tuple(metrics.fields) + (tuple(extra_metrics.fields) if extra_metrics else ())
     with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:

@@ -3,7 +3,9 @@
 For each image: the VQ codec at the chosen level (lossless decode, and each recovery method at
 each token loss rate and seed), and the classical baselines measured by the same metric code in
 the same run: JPEG and WebP at their lowest qualities, and downscale + WebP + upscale at the VQ
-codec's rate on that image.
+codec's rate on that image. With a colour side channel (`chroma_block`), the VQ file carries it,
+every VQ record's picture is corrected by it (token loss leaves the side channel whole: it
+models lost tokens, not a lost section), and the baselines match the larger file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec import colour
 from codec.bitstream import CRC_BYTES, HEADER_BYTES
 from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
@@ -63,6 +66,8 @@ class EvalOptions:
     scenario: str = "eval"
     rate_lambda: float | None = None  # None: the level's shipped value
     extra: object | None = None  # further metrics: (reference, decoded) -> {field: value}
+    chroma_block: int | None = None  # the colour side channel's block side in pixels; None: off
+    chroma_step: int = 2
 
 
 def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int
@@ -73,7 +78,7 @@ def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, 
 
 
 def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
-                       image_index: int, base: dict, ceiling: dict) -> list[dict]:
+                       image_index: int, base: dict, ceiling: dict, chroma) -> list[dict]:
     """Every recovery method at every loss rate and seed."""
     codec, codebook = setup.codec, setup.codec.codebook(setup.level)
     records = []
@@ -86,7 +91,7 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
             for method_name, method in setup.recoveries.items():
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
-                                       missing if method.conceal else None)
+                                       missing if method.conceal else None, chroma)
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
                 scores = quality(rgb, decoded, opts.extra)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
@@ -122,20 +127,25 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     codec, level = setup.codec, setup.level
     pixels = rgb.shape[0] * rgb.shape[1]
     grid = codec.encode(rgb, level, opts.rate_lambda)
-    data = codec.to_bytes(grid)
-    payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8
+    chroma = colour.measure(rgb, opts.chroma_block, opts.chroma_step) if opts.chroma_block else None
+    data = codec.to_bytes(grid, chroma)
+    colour_bytes = len(colour.to_bytes(chroma)) if chroma else 0
+    payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8  # the colour section included
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
             "latency_ms_p50": None, "latency_ms_p95": None}
-    ceiling = quality(rgb, codec.decode(grid), opts.extra)
+    if chroma:
+        base.update(chroma_block=chroma.block, chroma_step=chroma.step, bits_colour=colour_bytes * 8)
+    ceiling = quality(rgb, codec.decode(grid, chroma=chroma), opts.extra)
     rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": len(data) * 8 / pixels}
     records = [{**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
                 "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,
-                "bits_over_cross_entropy": payload_bits / xent,
+                "bits_over_cross_entropy": (payload_bits - colour_bytes * 8) / xent,
                 "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
-    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling)
+    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma)
     if opts.baselines:
-        records += baseline_records(rgb, len(data), opts, base)
+        plain = {k: v for k, v in base.items() if k not in ("chroma_block", "chroma_step", "bits_colour")}
+        records += baseline_records(rgb, len(data), opts, plain)
     return records
 
 
