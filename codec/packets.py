@@ -7,7 +7,7 @@ Wire format (little-endian; docs/bitstream.md):
 
     offset size field
     0      1    0xA1: packet format marker and version 1
-    1      1    bits 0-4: log2 of the codebook level K; bits 5-7: interleave mode
+    1      1    bits 0-4: log2 of the codebook level K; bits 5-6: interleave mode; bit 7: colour
     2      2    stream id
     4      4    frame number
     8      2    packet index
@@ -17,13 +17,19 @@ Wire format (little-endian; docs/bitstream.md):
     18     2    image height
     20     2    first position of this packet in the interleaved order
     22     2    number of tokens in this packet
-    24     n    payload: ANS-coded indices, 32-bit words
-    24+n   4    CRC32 of bytes 0 .. 24+n-1
+    24     c    with the colour bit: the frame's colour section (codec/colour.py; self-delimiting)
+    24+c   n    payload: ANS-coded indices, 32-bit words
+    24+c+n 4    CRC32 of every byte before it
 
 The compact form (RTP-like, for transports that number and check their packets themselves, as the
 FEC shim of simnet.network.protection does): 4 bytes, the first position (2) and the number of
-tokens (2), then the payload. What it leaves out is signalled once per stream (`Session`: stream
-id, level, image size, interleave mode, seed) or carried by the transport (frame, index, count).
+tokens (2; bit 15: colour), then the colour section if any, then the payload. What it leaves out
+is signalled once per stream (`Session`: stream id, level, image size, interleave mode, seed) or
+carried by the transport (frame, index, count).
+
+The colour side channel of a frame rides in `colour_copies` of its packets, spread over the
+frame's packets so that one burst is less likely to take every copy; a frame all of whose copies
+were lost decodes without it.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import colour as colour_section
 from .bitstream import grid_shape_for, level_code
+from .colour import ChromaPlane, ColourError
 from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
 from .tokens import LossyTokenGrid, TokenGrid
 
@@ -49,6 +57,9 @@ CRC_BYTES = 4
 OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 INTERLEAVE_MODES = {"none": 0, "random": 1}
 _MODE_NAMES = {v: k for k, v in INTERLEAVE_MODES.items()}
+_COLOUR_FLAG = 0x80  # in the full header's flags byte
+_COLOUR_TOKENS_FLAG = 0x8000  # in the compact header's token count
+MAX_PACKET_TOKENS = _COLOUR_TOKENS_FLAG - 1
 DEFAULT_MTU = 1200
 # a streamed frame's largest side (a scenario's limit too): one forged packet naming a 65535-pixel
 # frame would otherwise make a receiver build and shuffle a 16-million-position grid
@@ -96,22 +107,25 @@ class Packet:
     start: int
     tokens: int
     payload: bytes
+    colour: bytes = b""  # the frame's colour section, in the packets that carry a copy
 
     def to_bytes(self) -> bytes:
-        flags = level_code(self.level) | (INTERLEAVE_MODES[self.interleave] << 5)
+        flags = (level_code(self.level) | (INTERLEAVE_MODES[self.interleave] << 5)
+                 | (_COLOUR_FLAG if self.colour else 0))
         height, width = self.image_size
         head = _HEADER.pack(MARKER, flags, self.stream, self.frame, self.index, self.count,
                             self.seed, width, height, self.start, self.tokens)
-        body = head + self.payload
+        body = head + self.colour + self.payload
         return body + struct.pack("<I", zlib.crc32(body))
 
     @property
     def size(self) -> int:
-        return OVERHEAD_BYTES + len(self.payload)
+        return OVERHEAD_BYTES + len(self.colour) + len(self.payload)
 
     def to_compact(self) -> bytes:
-        """The compact form: position, token count, payload (the rest is in the `Session`)."""
-        return _COMPACT.pack(self.start, self.tokens) + self.payload
+        """The compact form: position, token count, colour, payload (the rest is in the `Session`)."""
+        return (_COMPACT.pack(self.start, self.tokens | (_COLOUR_TOKENS_FLAG if self.colour else 0))
+                + self.colour + self.payload)
 
 
 @dataclass(frozen=True)
@@ -133,14 +147,30 @@ def parse_compact(data: bytes, session: Session, frame: int, index: int, count: 
     if len(data) < COMPACT_OVERHEAD_BYTES:
         raise PacketError(f"truncated compact packet: {len(data)} bytes")
     start, tokens = _COMPACT.unpack_from(data)
+    has_colour, tokens = bool(tokens & _COLOUR_TOKENS_FLAG), tokens & MAX_PACKET_TOKENS
     gh, gw = grid_shape_for(*session.image_size)
     if start + tokens > gh * gw or index >= count:
         raise PacketError(f"tokens {start}..{start + tokens} or index {index}/{count} outside the frame")
-    payload = bytes(data[COMPACT_OVERHEAD_BYTES:])
+    section, payload = _split_colour(bytes(data), COMPACT_OVERHEAD_BYTES, len(data), has_colour)
+    return Packet(session.stream, frame, index, count, session.level, session.interleave,
+                  session.frame_seed(frame), session.image_size, start, tokens, payload, section)
+
+
+def _split_colour(data: bytes, begin: int, end: int, has_colour: bool) -> tuple[bytes, bytes]:
+    """(colour section, payload) of the bytes data[begin:end]."""
+    section = b""
+    if has_colour:
+        try:
+            length = colour_section.section_length(data[:end], begin)
+        except ColourError as e:
+            raise PacketError(str(e)) from None
+        if begin + length > end:
+            raise PacketError(f"colour section of {length} bytes runs past the packet's end")
+        section = data[begin: begin + length]
+    payload = data[begin + len(section): end]
     if len(payload) % 4:
         raise PacketError("payload is not a whole number of 32-bit words")
-    return Packet(session.stream, frame, index, count, session.level, session.interleave,
-                  session.frame_seed(frame), session.image_size, start, tokens, payload)
+    return section, payload
 
 
 def parse_packet(data: bytes) -> Packet:
@@ -154,7 +184,7 @@ def parse_packet(data: bytes) -> Packet:
      tokens) = _HEADER.unpack_from(data)
     if marker != MARKER:
         raise PacketError(f"not a simnet packet (marker 0x{marker:02x}, expected 0x{MARKER:02x})")
-    code, mode = flags & 0x1F, flags >> 5
+    code, mode = flags & 0x1F, (flags >> 5) & 3
     if not 1 <= code <= 16 or mode not in _MODE_NAMES:
         raise PacketError(f"bad packet flags 0x{flags:02x}")
     if count == 0 or index >= count:
@@ -166,20 +196,21 @@ def parse_packet(data: bytes) -> Packet:
     gh, gw = grid_shape_for(height, width)
     if start + tokens > gh * gw:
         raise PacketError(f"tokens {start}..{start + tokens} exceed the {gh}x{gw} grid")
-    payload = bytes(data[HEADER_BYTES: len(data) - CRC_BYTES])
-    if len(payload) % 4:
-        raise PacketError("payload is not a whole number of 32-bit words")
+    section, payload = _split_colour(bytes(data), HEADER_BYTES, len(data) - CRC_BYTES,
+                                     bool(flags & _COLOUR_FLAG))
     return Packet(stream, frame, index, count, 1 << code, _MODE_NAMES[mode], seed,
-                  (height, width), start, tokens, payload)
+                  (height, width), start, tokens, payload, section)
 
 
 def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
               mtu: int = DEFAULT_MTU, max_tokens: int | None = None, interleave: str = "random",
-              seed: int = 0, overhead: int = OVERHEAD_BYTES) -> list[Packet]:
+              seed: int = 0, overhead: int = OVERHEAD_BYTES, colour: bytes = b"",
+              colour_copies: int = 1) -> list[Packet]:
     """Split `grid` into the fewest equal-sized runs of the interleaved order whose packets
     (`overhead` bytes of headers, and the payload) each fit in `mtu` bytes, and at most
     `max_tokens` tokens each. `overhead`: the full header and CRC, or a compact header and the
-    transport's shim."""
+    transport's shim. `colour` (a colour section) rides in `colour_copies` packets spread over
+    the frame (every packet leaves room for it, so the runs stay equal)."""
     if prior.size != grid.level:
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
     if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32:
@@ -187,7 +218,9 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
     if max(grid.image_size) > MAX_FRAME_SIDE:
         raise ValueError(f"image size {grid.image_size[1]}x{grid.image_size[0]}: streamed frames have sides of at "
                          f"most {MAX_FRAME_SIDE} pixels")
-    capacity = mtu - overhead
+    if colour_copies < 1:
+        raise ValueError(f"colour copies must be at least 1, got {colour_copies}")
+    capacity = mtu - overhead - len(colour)
     if capacity < 8:
         raise ValueError(f"MTU {mtu} B leaves no room for a payload after {overhead} B of header")
     n = grid.indices.size
@@ -196,8 +229,8 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
     bits = -np.log2(prior.probabilities[symbols])
     # The ANS coder adds at most one 32-bit word beyond the information content.
     count = max(1, math.ceil((bits.sum() / 8 + 4) / capacity))
-    if max_tokens is not None:
-        count = max(count, math.ceil(n / max(1, max_tokens)))
+    max_tokens = min(max_tokens or MAX_PACKET_TOKENS, MAX_PACKET_TOKENS)
+    count = max(count, math.ceil(n / max(1, max_tokens)), min(n, colour_copies) if colour else 1)
     while True:
         if count > min(n, 65535):
             raise ValueError(f"cannot fit the grid into at most {min(n, 65535)} packets of {mtu} B")
@@ -206,8 +239,9 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
         if all(len(p) <= capacity for p in payloads):
             break
         count += 1
+    carriers = {c * count // colour_copies for c in range(colour_copies)} if colour else set()
     return [Packet(stream, frame, i, count, grid.level, interleave, seed, grid.image_size,
-                   int(a), int(b - a), p)
+                   int(a), int(b - a), p, colour if i in carriers else b"")
             for i, (a, b, p) in enumerate(zip(bounds[:-1], bounds[1:], payloads))]
 
 
@@ -220,6 +254,7 @@ class FrameAssembly:
     count: int
     # packet index -> (first position in the interleaved order, decoded symbols)
     received: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
+    chroma: ChromaPlane | None = None  # the colour side channel, from the first copy that arrived
 
 
 @dataclass
@@ -253,7 +288,8 @@ class Depacketizer:
         """`add` for a packet already parsed (a receiver that looked at its header first)."""
         try:
             symbols = decode_symbols(packet.payload, packet.tokens, self.prior(packet.level))
-        except (EntropyError, KeyError, ValueError):
+            chroma = colour_section.from_bytes(packet.colour, packet.image_size) if packet.colour else None
+        except (EntropyError, KeyError, ValueError):  # ColourError is a ValueError
             self.stats.corrupt += 1
             return "corrupt"
         key = (packet.stream, packet.frame)
@@ -269,8 +305,15 @@ class Depacketizer:
             self.stats.duplicate += 1
             return "duplicate"
         frame.received[packet.index] = (packet.start, symbols)
+        if frame.chroma is None:
+            frame.chroma = chroma
         self.stats.accepted += 1
         return "ok"
+
+    def chroma(self, stream: int, frame: int) -> ChromaPlane | None:
+        """The frame's colour side channel, or None where it had none or every copy was lost."""
+        assembly = self.frames.get((stream, frame))
+        return assembly.chroma if assembly else None
 
     def assemble(self, stream: int, frame: int, expected: tuple[int, tuple[int, int]] | None = None
                  ) -> LossyTokenGrid:

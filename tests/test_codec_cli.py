@@ -183,3 +183,16 @@ def test_eval_with_the_colour_side_channel_counts_its_bytes(tmp_path, capsys, ti
     for method, rec in docs["chroma"].items():
         if method.startswith("down") and rec.get("fits_budget", True) and rec.get("webp_quality", 1):
             assert rec["bpp_wire"] <= chroma["bpp_wire"] + 1e-9
+
+
+def test_eval_under_packet_loss_can_lose_the_colour_too(tmp_path, capsys, tiny_weights, sample_rgb):
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    save_rgb(np.concatenate([sample_rgb] * 3, axis=1), tmp_path / "imgs" / "a.png")
+    out = tmp_path / "r.json"
+    assert run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0.5", "--burst", "2",
+                "--seeds", "6", "--no-baselines", "--chroma", "16", "--json", str(out), "--metrics", "psnr,ciede2000",
+                "--weights", str(tiny_weights)], capsys)[0] == 0
+    recs = [r for r in json.loads(out.read_text())["records"] if r["method"] == "none"]
+    assert len(recs) == 6 and {r["colour_received"] for r in recs} == {True, False}

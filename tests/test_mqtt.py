@@ -326,3 +326,38 @@ def test_soak_for_a_minute_through_broker_kills():
     assert result["frames_shown"] + result["frames_skipped"] + result["frames_lost"] >= 0.9 * 300
     assert result["frames_shown"] >= 0.6 * 300
     assert result["rss_growth_after_warmup_mb"] < 64
+
+
+def test_the_receiver_applies_the_colour_side_channel_that_arrives(tiny_codec, sample_rgb):
+    """Packets carrying a colour section (mqtt send --chroma) decode with it at the receiver; a
+    frame whose copies were all lost decodes without it."""
+    from codec import colour
+    from simnet.mqtt.transport import model_tag, wrap
+
+    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
+    grid = tiny_codec.encode(sample_rgb, 64)
+    plane = colour.measure(sample_rgb, 16, 2)
+    section = colour.to_bytes(plane)
+    tag = model_tag(tiny_codec.checksum)
+    for frame, keep in ((0, lambda p: True), (1, lambda p: not p.colour)):
+        packets = tiny_codec.packetize(grid, frame=frame, max_tokens=6, seed=frame, colour=section, colour_copies=2)
+        assert sum(1 for p in packets if p.colour) == 2
+        for p in packets:
+            if keep(p):
+                assert rx.on_payload(wrap(p.to_bytes(), time.time(), tag), time.monotonic()) == "ok"
+        rx.decode_frame(frame)
+        shown = rx.state._frame
+        if frame == 0:
+            assert np.array_equal(shown, tiny_codec.decode(grid, chroma=plane))
+        else:  # both copies lost (and their tokens): decoded as without the side channel
+            from codec.packets import Depacketizer
+            from codec.tokens import TokenGrid
+
+            depack = Depacketizer(tiny_codec.prior)
+            for p in packets:
+                if keep(p):
+                    depack.add_packet(p)
+            lossy = depack.assemble(0, frame)
+            filled = get_method("neighbour").recover(lossy, tiny_codec.codebook(64))
+            assert lossy.missing.any() and depack.chroma(0, frame) is None
+            assert np.array_equal(shown, tiny_codec.decode(TokenGrid(filled, 64, grid.image_size)))

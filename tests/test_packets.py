@@ -106,3 +106,82 @@ def test_a_forged_giant_frame_is_refused_before_any_work():
     body = head + bytes(4)
     with pytest.raises(PacketError, match="4096-pixel side"):
         parse_packet(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def _coloured_frame(copies=2, **kwargs):
+    from codec import colour
+
+    grid, prior = make_grid()
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (grid.image_size[0], grid.image_size[1], 3)).astype(np.uint8)
+    plane = colour.measure(rgb, 64, 2)
+    section = colour.to_bytes(plane)
+    packets = packetize(grid, prior, max_tokens=64, seed=3, colour=section, colour_copies=copies, **kwargs)
+    return grid, prior, plane, section, packets
+
+
+@pytest.mark.parametrize("copies", [1, 2, 3])
+def test_the_colour_section_rides_in_spread_copies_and_round_trips(copies):
+    from codec.packets import Session, parse_compact
+
+    grid, prior, plane, section, packets = _coloured_frame(copies, mtu=400)
+    carriers = [p.index for p in packets if p.colour]
+    assert len(carriers) == copies and all(p.colour == section for p in packets if p.colour)
+    if copies > 1:  # spread: no two copies in neighbouring packets (one burst, both lost)
+        assert min(np.diff(carriers)) >= len(packets) // copies
+    assert all(len(p.to_bytes()) <= 400 for p in packets)
+    session = Session(0, grid.level, grid.image_size, "random", 3)
+    for form in ("full", "compact"):
+        for i in carriers:
+            d = Depacketizer(lambda k: prior)
+            data = packets[i].to_bytes() if form == "full" else packets[i].to_compact()
+            back = parse_packet(data) if form == "full" else parse_compact(data, session, 0, i, len(packets))
+            assert back.colour == section and back.payload == packets[i].payload
+            assert d.add_packet(back) == "ok" and d.chroma(0, 0) == plane
+    d = Depacketizer(lambda k: prior)
+    for p in packets:
+        if not p.colour:
+            d.add(p.to_bytes())
+    assert d.chroma(0, 0) is None  # every copy lost: the frame decodes without it
+    assert d.assemble(0, 0).missing.sum() == sum(packets[i].tokens for i in carriers)
+
+
+def test_packets_without_colour_are_unchanged_bytes():
+    grid, prior = make_grid()
+    plain = packetize(grid, prior, max_tokens=64, seed=3)
+    assert all(p.to_bytes()[1] & 0x80 == 0 for p in plain)
+    assert parse_packet(plain[0].to_bytes()).colour == b""
+
+
+def test_a_broken_colour_section_makes_the_packet_corrupt_never_an_exception():
+    from codec.packets import Session, parse_compact
+
+    grid, prior, plane, section, packets = _coloured_frame(1)
+    session = Session(0, grid.level, grid.image_size, "random", 3)
+    compact = bytearray(packets[0].to_compact())
+    compact[4 + 5] ^= 0x55  # inside the section's coded values (compact packets carry no CRC)
+    d = Depacketizer(lambda k: prior)
+    try:
+        status = d.add_packet(parse_compact(bytes(compact), session, 0, 0, len(packets)))
+    except PacketError:
+        status = "corrupt"
+    assert status in ("corrupt", "ok")
+    if status == "ok":  # it may still decode, to other values: the transport's checksum guards it
+        assert d.chroma(0, 0) is not None
+    compact[4 + 2: 4 + 4] = (5000).to_bytes(2, "little")
+    with pytest.raises(PacketError, match="colour section"):
+        parse_compact(bytes(compact), session, 0, 0, len(packets))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=120))
+def test_random_compact_packets_with_the_colour_bit_never_crash(data):
+    from codec.packets import Session, parse_compact
+
+    session = Session(0, 64, (96, 160), "random", 3)
+    d = Depacketizer(lambda k: Prior.uniform(k))
+    body = data[:2] + bytes([data[2] if len(data) > 2 else 0, 0x80 | (data[3] if len(data) > 3 else 0)]) + data[4:]
+    try:
+        d.add_packet(parse_compact(body, session, 0, 0, 4))
+    except PacketError:
+        pass

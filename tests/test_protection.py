@@ -185,6 +185,7 @@ comparison:
     - {{name: vq+hybrid, recovery: neighbour, fec: rs, parity: adaptive, nack: auto}}
     - {{name: webp+fec, codec: webp, downscale: 2, fec: rs, parity: 1.0}}
     - {{name: avif+nack, codec: avif, nack: true}}
+    - {{name: vq+colour, recovery: neighbour, chroma: 32, colour_copies: 2}}
 sweep: {{loss_rate: [0, 0.3], seeds: 2}}
 """
 
@@ -201,7 +202,7 @@ def test_equal_bandwidth_accounting_holds_for_every_method(comparison):
     doc = json.loads((comparison / "cmp.json").read_text())
     records = doc["records"]
     assert {r["method"] for r in records} == {"vq+neighbour", "vq+fec", "vq+xor", "vq+full", "vq+nack", "vq+hybrid",
-                                              "webp+fec", "avif+nack"}
+                                              "webp+fec", "avif+nack", "vq+colour"}
     for r in records:
         parts = r["bits_source"] + r["bits_parity"] + r["bits_retransmitted"] + r["bits_header"]
         assert parts == r["bits_wire"] and (r["bits_wire"] > 0 or r["choice"] == "skipped")
@@ -211,6 +212,9 @@ def test_equal_bandwidth_accounting_holds_for_every_method(comparison):
     assert by["vq+fec"]["bits_parity"] > 0 and by["vq+neighbour"]["bits_parity"] == 0
     assert by["vq+xor"]["bits_parity"] > 0
     assert by["vq+full"]["bits_header"] > by["vq+neighbour"]["bits_header"]  # 28 bytes a packet, not 4
+    # the colour section travels in the source packets: more source bits at the same level
+    if by["vq+colour"]["choice"] == by["vq+neighbour"]["choice"]:
+        assert by["vq+colour"]["bits_source"] > by["vq+neighbour"]["bits_source"]
     lossy = [r for r in records if r["loss_rate_target"] == 0.3]
     assert any(r["bits_retransmitted"] > 0 for r in lossy if r["method"] == "vq+nack")
     assert all(r["decoded"] for r in records if r["codec"] == "vq" and r["loss_rate_target"] == 0
@@ -238,6 +242,8 @@ def test_a_frame_that_cannot_be_decoded_shows_the_last_one(comparison):
     ("{name: a, fec: rs}", "needs parity"),
     ("{name: a, parity: adaptive, fec: xor_rows}", "adaptive"),
     ("{name: a, codec: vq, downscale: 2}", "downscale"),
+    ("{name: a, codec: avif, chroma: 64}", "codes colour itself"),
+    ("{name: a, chroma: 48}", "chroma"),
 ])
 def test_bad_comparison_methods_are_one_line(tmp_path, tiny_weights, capsys, method, message):
     text = _comparison_text(tiny_weights).split("  methods:")[0] + f"  methods:\n    - {method}\n"

@@ -220,3 +220,44 @@ def test_same_seed_same_records_twice_and_through_sweep(tmp_path, tiny_weights):
     assert json.dumps(a["records"]) == json.dumps(b["records"]) and a["summary"] == b["summary"]
     key = lambda r: (r["loss_rate_target"], r["seed"], r["method"], r["image"], r.get("frame", -1))  # noqa: E731
     assert json.dumps(sorted(a["records"], key=key)) == json.dumps(sorted(s["records"], key=key))
+
+
+def test_a_scenario_with_the_colour_side_channel(tmp_path, tiny_weights):
+    """codec.chroma sends each frame's colour in spread copies: records say how many bits it
+    took and whether it arrived, lossless frames carry it, a frame that lost every copy decodes
+    without it, and colour costs bytes but lowers the colour error."""
+    docs = {}
+    for name, codec_line in (("plain", "codec: {codebook: 64, precision: fp32, weights: W}"),
+                             ("colour", "codec: {codebook: 64, precision: fp32, weights: W, chroma: 16}")):
+        text = scenario_text(tiny_weights).replace(
+            f"codec: {{codebook: 64, precision: fp32, weights: {tiny_weights}}}",
+            codec_line.replace("W", str(tiny_weights)))
+        text = text.replace("max_tokens: 4,", "max_tokens: 4, colour_copies: 2,")
+        text += "metrics: [psnr, ms_ssim, ciede2000]\n"
+        (tmp_path / f"{name}.yaml").write_text(text.replace("name: tiny", f"name: {name}"))
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path), "--no-pdf"]) == 0
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())["records"]
+    plain = [r for r in docs["plain"] if r["method"] == "lossless"]
+    coloured = [r for r in docs["colour"] if r["method"] == "lossless"]
+    assert all("chroma_block" not in r for r in docs["plain"])
+    assert all(r["chroma_block"] == 16 and r["colour_received"] and r["bits_colour"] > 0 for r in coloured)
+    for p, c in zip(plain, coloured):
+        assert c["bpp_wire"] > p["bpp_wire"] and c["ciede2000"] < p["ciede2000"]
+    lossy = [r for r in docs["colour"] if r["loss_rate_target"] == 0.3]
+    assert lossy and all("colour_received" in r for r in lossy)
+    assert all(r["loss_rate_tokens"] > 0 for r in lossy if not r["colour_received"])
+    # same channel seeds, same packet count: where a frame lost the same tokens in both runs, it
+    # decodes exactly as without the side channel when every copy was lost, and with less colour
+    # error when one arrived (this seed has frames of both kinds)
+    key = lambda r: (r["frame"], r["seed"], r["method"])  # noqa: E731
+    without = {key(r): r for r in docs["plain"] if r["loss_rate_target"] == 0.3}
+    kinds = set()
+    for r in lossy:
+        other = without[key(r)]
+        if other["loss_rate_tokens"] == r["loss_rate_tokens"]:
+            kinds.add(r["colour_received"])
+            if r["colour_received"]:
+                assert r["ciede2000"] < other["ciede2000"]
+            else:
+                assert r["ciede2000"] == pytest.approx(other["ciede2000"])
+    assert kinds == {True, False}

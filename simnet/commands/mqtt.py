@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (console, device_option, level_option, load_codec_at, out_console, parse_size,
+from .common import (chroma_options, console, device_option, level_option, load_codec_at, out_console, parse_size,
                      precision_option, recovery_spec, say_compute, weights_option)
 
 
@@ -70,11 +70,12 @@ def _channel_from(scenario_file, loss_rate, seed):
               help="Apply this scenario's loss and delay models before publishing.")
 @click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Override the channel's loss rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@chroma_options
 @weights_option
 @device_option()
 @precision_option()
 def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, stream, images, frames, fps,
-              size, level, max_tokens, channel_file, loss, seed, weights, device, precision):
+              size, level, max_tokens, channel_file, loss, seed, chroma, chroma_step, weights, device, precision):
     """Publish frames as packets on simnet/STREAM/packets; print the receiver's reports.
 
     \b
@@ -91,7 +92,7 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
     say_compute(codec.compute)
     stats = asyncio.run(send_stream(options, stream, _source_frames(images, frame_size, frames), codec,
                                     level, fps, channel, max_tokens=max_tokens,
-                                    log=lambda s: console.print(s)))
+                                    log=lambda s: console.print(s), chroma=chroma, chroma_step=chroma_step))
     last = stats.feedback[-1] if stats.feedback else {}
     out_console.print(f"sent {stats.frames} frames, {stats.packets} packets ({stats.dropped} dropped by "
                       f"the channel model), {stats.bytes} bytes; receiver reports: {len(stats.feedback)}"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codec import colour
 from codec.metrics import quality
 from codec.packets import (COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session,
                            parse_compact, parse_packet)
@@ -84,6 +85,7 @@ class MethodCoder:
         self._containers: dict[int, bytes] = {}  # AVIF container template per downscale factor
         self._decodes: dict[tuple, np.ndarray] = {}
         self._coded: dict[tuple, CodedFrame] = {}
+        self._colours: dict[int, bytes] = {}  # frame -> colour section
         self.decode_s = 0.0
         self.recover_s = 0.0
         cfg = scenario.packets
@@ -94,12 +96,22 @@ class MethodCoder:
             return min(n, adaptive_parity(n, loss)) / n
         return float(self.method.parity)
 
-    def _vq_sources(self, grid: TokenGrid, frame: int) -> tuple[list[bytes], int]:
+    def _colour(self, frame: int, rgb: np.ndarray | None) -> bytes:
+        """The frame's colour section (the method's side channel), or nothing."""
+        m = self.method
+        if not m.chroma or rgb is None:
+            return b""
+        if frame not in self._colours:
+            self._colours[frame] = colour.to_bytes(colour.measure(rgb, m.chroma, m.chroma_step))
+        return self._colours[frame]
+
+    def _vq_sources(self, grid: TokenGrid, frame: int, rgb: np.ndarray | None = None) -> tuple[list[bytes], int]:
         compact = self.method.header == "compact"
         header = COMPACT_OVERHEAD_BYTES if compact else OVERHEAD_BYTES
         packets = self.setup.codec.packetize(grid, stream=0, frame=frame, mtu=self.mtu, max_tokens=self.max_tokens,
                                              interleave=self.interleave, seed=(self.seed + frame) % 2**32,
-                                             overhead=header + SHIM_BYTES)
+                                             overhead=header + SHIM_BYTES, colour=self._colour(frame, rgb),
+                                             colour_copies=self.method.colour_copies)
         return [p.to_compact() if compact else p.to_bytes() for p in packets], header
 
     def _classical_sources(self, rgb: np.ndarray, frame: int, factor: int, q: int) -> list[bytes]:
@@ -150,7 +162,7 @@ class MethodCoder:
         cheapest = None
         if self.method.codec == "vq":
             for level in sorted(grids, reverse=True):
-                sources, header = self._vq_sources(grids[level], frame)
+                sources, header = self._vq_sources(grids[level], frame, rgb)
                 cheapest = candidate(sources, header, f"K={level}", level)
                 if cheapest.wire_bytes <= allowed:
                     return cheapest
@@ -203,6 +215,7 @@ class MethodCoder:
                 continue
             depack.add_packet(packet)
         lossy = depack.assemble(0, frame, expected=(level, size))
+        chroma = depack.chroma(0, frame)
         if not lossy.missing.any():
             filled = lossy.grid.indices
         else:
@@ -210,10 +223,11 @@ class MethodCoder:
             filled = self.recovery.recover(lossy, codec.codebook(level))
             self.recover_s += time.perf_counter() - t0
         concealed = self.recovery.conceal and lossy.missing.any()
-        key = (frame, level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"")
+        key = (frame, level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"", chroma is None)
         if key not in self._decodes:
             t0 = time.perf_counter()
-            self._decodes[key] = codec.decode(TokenGrid(filled, level, size), lossy.missing if concealed else None)
+            self._decodes[key] = codec.decode(TokenGrid(filled, level, size), lossy.missing if concealed else None,
+                                              chroma)
             self.decode_s += time.perf_counter() - t0
         return self._decodes[key], lossy.loss_rate
 

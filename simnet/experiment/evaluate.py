@@ -3,9 +3,9 @@
 For each image: the VQ codec at the chosen level (lossless decode, and each recovery method at
 each token loss rate and seed), and the classical baselines measured by the same metric code in
 the same run: JPEG and WebP at their lowest qualities, and downscale + WebP + upscale at the VQ
-codec's rate on that image. With a colour side channel (`chroma_block`), the VQ file carries it,
-every VQ record's picture is corrected by it (token loss leaves the side channel whole: it
-models lost tokens, not a lost section), and the baselines match the larger file.
+codec's rate on that image. With a colour side channel (`chroma_block`), the VQ file carries it
+and the baselines match the larger file; random token loss leaves it whole (it models lost
+tokens), whole-packet loss (`burst`) sends it in two of the packets, which may both be lost.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def random_token_mask(shape: tuple[int, int], rate: float, seed: int) -> np.ndar
 
 
 def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int, mtu: int,
-                     max_tokens: int | None, burst: float) -> tuple[np.ndarray, float]:
+                     max_tokens: int | None, burst: float, colour_section: bytes = b"",
+                     colour_copies: int = 2) -> tuple[np.ndarray, float, bool]:
     """Tokens lost when the grid's packets cross a Gilbert-Elliott channel of this mean loss rate
     and mean burst length (burst 1 = independent losses), as the receiver's depacketizer sees
-    them. Returns (mask, packet loss rate)."""
-    packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed)
+    them. Returns (mask, packet loss rate, whether a copy of the colour section arrived)."""
+    packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed,
+                              colour=colour_section, colour_copies=colour_copies)
     model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
     lost = np.array([model.drop() if model else False for _ in packets])
     depack = Depacketizer(codec.prior)
@@ -51,7 +53,7 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
         if not gone:
             depack.add_packet(packet)
     lossy = depack.assemble(0, 0, expected=(grid.level, grid.image_size))
-    return lossy.missing, float(lost.mean())
+    return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None
 
 
 @dataclass
@@ -70,11 +72,13 @@ class EvalOptions:
     chroma_step: int = 2
 
 
-def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int
-                 ) -> tuple[np.ndarray, float | None]:
+def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, chroma
+                 ) -> tuple[np.ndarray, float | None, bool]:
+    """(lost positions, packet loss rate or None, whether the colour side channel arrived)."""
     if opts.burst is None:
-        return random_token_mask(grid.shape, rate, seed), None
-    return packet_loss_mask(setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst)
+        return random_token_mask(grid.shape, rate, seed), None, True
+    section = colour.to_bytes(chroma) if chroma else b""
+    return packet_loss_mask(setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, section)
 
 
 def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
@@ -85,18 +89,21 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
     for rate in (r for r in opts.loss_rates if r > 0):
         for s in range(opts.seeds):
             seed = opts.seed + s
-            missing, packet_rate = _lost_tokens(setup, grid, opts, rate, element_seed(seed, image_index, rate))
+            missing, packet_rate, colour_arrived = _lost_tokens(setup, grid, opts, rate,
+                                                                element_seed(seed, image_index, rate), chroma)
+            got_chroma = chroma if colour_arrived else None
             received = np.where(missing, 0, grid.indices)
             lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing)
             for method_name, method in setup.recoveries.items():
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
-                                       missing if method.conceal else None, chroma)
+                                       missing if method.conceal else None, got_chroma)
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
                 scores = quality(rgb, decoded, opts.extra)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,
+                                **({"colour_received": colour_arrived} if chroma else {}),
                                 **scores, "token_accuracy": accuracy,
                                 "psnr_drop": ceiling["psnr"] - scores["psnr"]})
     return records

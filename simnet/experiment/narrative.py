@@ -41,7 +41,9 @@ def describe_scenario(config: dict) -> list[str]:
         level = codec.get("level", codec.get("codebook"))
         weights = f", weights from {codec['weights']}" if codec.get("weights") else ", shipped weights"
         limit = f" and {packets['max_tokens']} tokens" if packets.get("max_tokens") else ""
-        lines.append(f"Codec: VQ tokens at codebook level K = {level} ({codec.get('precision')}{weights}); "
+        side = (f", and the picture's colour as Cb/Cr means over {codec['chroma']}-pixel blocks in "
+                f"{packets.get('colour_copies', 2)} packets of each frame" if codec.get("chroma") else "")
+        lines.append(f"Codec: VQ tokens at codebook level K = {level} ({codec.get('precision')}{weights}){side}; "
                      f"packets of at most {packets.get('mtu', 0):g} B{limit}, "
                      f"{'interleaved at random' if packets.get('interleave') == 'random' else 'in raster order'}.")
     if channel:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codec import colour
+from codec.colour import ChromaPlane
 from codec.images import save_rgb
 from codec.metrics import quality
 from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
@@ -36,9 +38,11 @@ class EncodedFrame:
     rgb: np.ndarray
     grid: TokenGrid
     packets: list[bytes]
-    payload_bytes: int
+    payload_bytes: int  # the tokens' payloads and every copy of the colour section
     lossless: np.ndarray
     lossless_quality: dict
+    chroma: ChromaPlane | None = None
+    colour_bytes: int = 0  # the colour section, every copy
 
 
 @dataclass
@@ -59,30 +63,42 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
     cycle through their images) shares its grid and decode: the long runs' memory then grows
     only with the packets' bytes, not with decoded pixels."""
     out = []
-    cfg = scenario.packets
+    cfg, codec_cfg = scenario.packets, scenario.codec
     by_image: dict[int, tuple] = {}
     for i, (name, rgb) in enumerate(frames):
         key = id(rgb)
         t0 = time.perf_counter()
         if key not in by_image:
             grid = codec.encode(rgb, level)
+            plane = colour.measure(rgb, codec_cfg.chroma, codec_cfg.chroma_step) if codec_cfg.chroma else None
             timings.encode_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            lossless = codec.decode(grid)
+            lossless = codec.decode(grid, chroma=plane)
             timings.decode_s += time.perf_counter() - t0
-            by_image[key] = (grid, lossless, quality(rgb, lossless, metrics or None))
-        grid, lossless, q = by_image[key]
+            by_image[key] = (grid, plane, lossless, quality(rgb, lossless, metrics or None))
+        grid, plane, lossless, q = by_image[key]
         t0 = time.perf_counter()
+        section = colour.to_bytes(plane) if plane else b""
         packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
                                   interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32,
-                                  overhead=header_bytes(cfg.header))
+                                  overhead=header_bytes(cfg.header), colour=section,
+                                  colour_copies=cfg.colour_copies)
         wire = ([p.to_bytes() for p in packets] if cfg.header == "full"
                 else protect([p.to_compact() for p in packets], i)[0])
         timings.encode_s += time.perf_counter() - t0
-        out.append(EncodedFrame(name, rgb, grid, wire, sum(len(p.payload) for p in packets), lossless, q))
+        colour_bytes = sum(len(p.colour) for p in packets)
+        out.append(EncodedFrame(name, rgb, grid, wire, sum(len(p.payload) for p in packets) + colour_bytes,
+                                lossless, q, plane, colour_bytes))
         if progress:
             progress(i + 1, len(frames))
     return out
+
+
+def colour_fields(f: EncodedFrame, received: bool) -> dict:
+    """A record's colour side-channel fields (none where the scenario sends none)."""
+    if f.chroma is None:
+        return {}
+    return {"chroma_block": f.chroma.block, "bits_colour": f.colour_bytes * 8, "colour_received": received}
 
 
 def header_bytes(header: str) -> int:
@@ -135,7 +151,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
                     "bpp_payload": f.payload_bytes * 8 / pixels,
                     "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                     **f.lossless_quality, "latency_ms_p50": None, "latency_ms_p95": None,
-                    "packets": len(f.packets)})
+                    "packets": len(f.packets), **colour_fields(f, f.chroma is not None)})
     runs = []
     points = [(rate, s) for rate in rates for s in range(seeds)] if points is None else points
     total, done = len(points), 0
@@ -174,6 +190,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
         for data in fo.on_time:
             add_wire_packet(depack, data, packets_cfg.header, session)
         lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
+        chroma = depack.chroma(0, i)
         depack.forget(0, i)
         p50, p95 = latency_percentiles(fo.latencies_ms)
         pixels = f.rgb.shape[0] * f.rgb.shape[1]
@@ -182,7 +199,8 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                   "bpp_payload": f.payload_bytes * 8 / pixels,
                   "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                   "latency_ms_p50": p50, "latency_ms_p95": p95,
-                  "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i}
+                  "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i,
+                  **colour_fields(f, chroma is not None)}
         lost = lossy.missing
         if image_dir is not None and i < EXAMPLE_FRAMES:
             save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png")
@@ -197,11 +215,13 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                 filled = method.recover(lossy, codebook)
                 timings.recover_s += time.perf_counter() - t0
                 concealed = method.conceal
-                key = filled.tobytes() + (lost.tobytes() if concealed else b"")
+                # a frame that lost every copy of its colour decodes without it
+                key = (filled.tobytes() + (lost.tobytes() if concealed else b"")
+                       + (b"" if chroma is not None or f.chroma is None else b"no colour"))
                 if key not in decodes:
                     t0 = time.perf_counter()
                     decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size),
-                                           lost if concealed else None)
+                                           lost if concealed else None, chroma)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     decodes[key] = (decoded, quality(f.rgb, decoded),

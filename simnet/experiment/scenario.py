@@ -42,6 +42,9 @@ class CodecConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = None  # folder with tokenizer/levels weights; default: shipped
+    # the colour side channel (codec/colour.py): Cb/Cr block means over this many pixels; 0 = off
+    chroma: Literal[0, 16, 32, 64, 128, 256] = 0
+    chroma_step: int = Field(2, ge=1, le=15)
 
 
 class PacketsConfig(Strict):
@@ -52,6 +55,9 @@ class PacketsConfig(Strict):
     # full: every packet self-describing (28 bytes with its CRC); compact: RTP-like, 10 bytes (a
     # 6-byte transport shim and 4 bytes of position), the stream's constants signalled once
     header: Literal["full", "compact"] = "full"
+    # packets of a frame that carry a copy of its colour section (with codec.chroma), spread over
+    # the frame: a frame that lost every copy decodes without it
+    colour_copies: int = Field(2, ge=1, le=8)
 
 
 class ReceiverConfig(Strict):
@@ -108,10 +114,17 @@ class MethodConfig(Strict):
     parity: float | Literal["adaptive"] = 0.0
     nack: bool | Literal["auto"] = False  # auto: only where a round trip fits in the deadline
     header: Literal["compact", "full"] = "compact"  # vq packets' header (codec/packets.py)
+    # vq only: the colour side channel's block side (0 = off), its step, and packets with a copy
+    chroma: Literal[0, 16, 32, 64, 128, 256] = 0
+    chroma_step: int = Field(2, ge=1, le=15)
+    colour_copies: int = Field(2, ge=1, le=8)
 
     @model_validator(mode="after")
     def _consistent(self):
         from recovery import RecoveryError, parse_method
+
+        if self.codec != "vq" and self.chroma:
+            raise ValueError(f"chroma is the vq codec's colour side channel; {self.codec} codes colour itself")
 
         if self.codec == "vq":
             try:

@@ -241,6 +241,7 @@ class StreamReceiver:
         t0 = time.perf_counter()
         self._close(frame, shown=True)
         lossy = self.depack.assemble(0, frame)
+        chroma = self.depack.chroma(0, frame)  # the colour side channel, where the sender sends one
         self.depack.forget(0, frame)
         if lossy.missing.any():
             filled = self.recovery.recover(lossy, self.codec.codebook(lossy.grid.level))
@@ -248,7 +249,7 @@ class StreamReceiver:
             filled = lossy.grid.indices
         concealed = self.recovery.conceal and lossy.missing.any()
         rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size),
-                                lossy.missing if concealed else None)
+                                lossy.missing if concealed else None, chroma)
         st = self.stats
         st["frames_shown"] += 1
         st["token_loss_last"] = lossy.loss_rate
