@@ -77,9 +77,11 @@ def _title_page(pdf, doc, path):
     info = doc.get("run_info", {})
     if info.get("frames"):
         h, w = info.get('frame_size') or (0, 0)
+        colour = (f", {info['colour_bytes_per_frame']:.0f} B of colour side channel per frame (all copies)"
+                  if info.get("colour_bytes_per_frame") else "")
         lines.append(f"On the wire: {info['frames']} frames of {w}x{h} px, "
                      f"{info.get('packets_per_frame', 0):.1f} packets per frame, "
-                     f"{info.get('packet_overhead_bits')} bits of header per packet.")
+                     f"{info.get('packet_overhead_bits')} bits of header per packet{colour}.")
     y = _text_lines(fig, lines, 0.87)
     summary = doc.get("summary", [])
     results = [headline(summary, name, config) for name, config in configs.items()] or [headline(summary)]

@@ -173,6 +173,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     return {"runs": runs, "timings": timings.as_dict(),
             "frames": len(encoded), "frame_size": list(encoded[0].rgb.shape[:2]),
             "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
+            "colour_bytes_per_frame": float(np.mean([f.colour_bytes for f in encoded])),
             "packet_overhead_bits": header_bytes(scenario.packets.header) * 8,
             "packet_header": scenario.packets.header}
 
