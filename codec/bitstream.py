@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import colour
-from .colour import ChromaPlane, ColourError
+from .colour import ColourPlane, ColourError
 from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
 from .tokens import TokenGrid
 
@@ -49,7 +49,7 @@ class BitstreamHeader:
     height: int
     model_checksum: bytes
     payload_bytes: int  # the tokens' ANS payload
-    chroma: ChromaPlane | None = None  # the colour side channel (version 2)
+    chroma: ColourPlane | None = None  # the colour side channel (version 2)
     colour_bytes: int = 0  # its section, header included
 
     @property
@@ -79,7 +79,7 @@ def level_code(level: int) -> int:
 
 
 def write_bitstream(grid: TokenGrid, prior: Prior, model_checksum: bytes,
-                    chroma: ChromaPlane | None = None) -> bytes:
+                    chroma: ColourPlane | None = None) -> bytes:
     """Version 1 without `chroma`, version 2 with its colour section."""
     height, width = grid.image_size
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):

@@ -10,7 +10,7 @@ import torch
 
 from .bitstream import BitstreamError, BitstreamHeader, read_bitstream, write_bitstream
 from .checkpoint import CheckpointError, load_tokenizer
-from .colour import ChromaPlane, apply as apply_chroma
+from .colour import ColourPlane, apply as apply_chroma
 from .safe_weights import file_checksum
 from .entropy import Prior
 from .hardware import resolve
@@ -149,7 +149,7 @@ class ImageCodec:
         return y.clamp(-1, 1)
 
     def decode(self, grid: TokenGrid, lost: np.ndarray | None = None,
-               chroma: ChromaPlane | None = None) -> np.ndarray:
+               chroma: ColourPlane | None = None) -> np.ndarray:
         """TokenGrid -> HxWx3 uint8 at the original image size. With `lost` (the positions a
         recovery filled) and a concealing decoder, the decoder conceals them; with nothing lost, or
         no concealer, it is the plain decode. With `chroma` (the colour side channel), the
@@ -165,7 +165,7 @@ class ImageCodec:
         rgb = to_uint8(y[..., :h, :w])
         return rgb if chroma is None else apply_chroma(rgb, chroma)
 
-    def to_bytes(self, grid: TokenGrid, chroma: ChromaPlane | None = None) -> bytes:
+    def to_bytes(self, grid: TokenGrid, chroma: ColourPlane | None = None) -> bytes:
         """The .vqb file; with `chroma` (codec.colour.measure of the original), version 2 with the
         colour side channel."""
         return write_bitstream(grid, self.prior(grid.level), bytes.fromhex(self.checksum), chroma)

@@ -44,7 +44,7 @@ import numpy as np
 
 from . import colour as colour_section
 from .bitstream import grid_shape_for, level_code
-from .colour import ChromaPlane, ColourError
+from .colour import ColourPlane, ColourError
 from .entropy import EntropyError, Prior, decode_symbols, encode_symbols
 from .tokens import LossyTokenGrid, TokenGrid
 
@@ -254,7 +254,7 @@ class FrameAssembly:
     count: int
     # packet index -> (first position in the interleaved order, decoded symbols)
     received: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
-    chroma: ChromaPlane | None = None  # the colour side channel, from the first copy that arrived
+    chroma: ColourPlane | None = None  # the colour side channel, from the first copy that arrived
 
 
 @dataclass
@@ -310,7 +310,7 @@ class Depacketizer:
         self.stats.accepted += 1
         return "ok"
 
-    def chroma(self, stream: int, frame: int) -> ChromaPlane | None:
+    def chroma(self, stream: int, frame: int) -> ColourPlane | None:
         """The frame's colour side channel, or None where it had none or every copy was lost."""
         assembly = self.frames.get((stream, frame))
         return assembly.chroma if assembly else None

@@ -158,6 +158,13 @@ def test_the_colour_side_channel_from_encode_to_decode(tmp_path, capsys, tiny_we
     assert np.abs(cb - plane.cb * 2).mean() < 0.25 * np.abs(plain_cb - plane.cb * 2).mean()
     code, _, err = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.vqb"), "--chroma", "48"] + w, capsys)
     assert code == 2 and "--chroma" in err
+    code, _, err = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.vqb"), "--luma"] + w, capsys)
+    assert code == 2 and "--luma" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(["encode", str(tmp_path / "in.png"), str(tmp_path / "l.vqb"), "-k", "64",
+                        "--chroma", "16", "--luma"] + w, capsys)
+    assert code == 0 and len((tmp_path / "l.vqb").read_bytes()) > len(coloured)
+    code, out, _ = run(["info", str(tmp_path / "l.vqb")], capsys)
+    assert "chroma_luma: True" in out
 
 
 def test_eval_with_the_colour_side_channel_counts_its_bytes(tmp_path, capsys, tiny_weights, sample_rgb):

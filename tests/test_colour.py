@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from codec import colour
 from codec.bitstream import BitstreamError, HEADER_BYTES, read_bitstream, read_header, write_bitstream
-from codec.colour import ChromaPlane, ColourError
+from codec.colour import ColourPlane, ColourError
 from codec.entropy import Prior
 from codec.tokens import TokenGrid
 
@@ -21,15 +21,17 @@ def picture(h=96, w=160, seed=0):
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(colour.BLOCKS), st.integers(1, colour.MAX_STEP), st.integers(1, 300),
-       st.integers(1, 300), st.integers(0, 2**32 - 1))
-def test_chroma_round_trips_bit_exact(block, step, h, w, seed):
+       st.integers(1, 300), st.booleans(), st.integers(0, 2**32 - 1))
+def test_colour_round_trips_bit_exact(block, step, h, w, luma, seed):
     rng = np.random.default_rng(seed)
     shape = colour.blocks_for((h, w), block)
     limit = 128 // step
-    plane = ChromaPlane(block, step, rng.integers(-limit, limit + 1, shape), rng.integers(-limit, limit + 1, shape))
+    values = [rng.integers(-limit, limit + 1, shape) for _ in range(3)]
+    plane = ColourPlane(block, step, values[0], values[1], values[2] if luma else None)
     data = colour.to_bytes(plane)
     assert colour.section_length(data) == len(data)
-    assert colour.from_bytes(data, (h, w)) == plane
+    back = colour.from_bytes(data, (h, w))
+    assert back == plane and (back.luma is None) == (not luma)
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,6 +72,23 @@ def test_applying_the_originals_chroma_takes_back_a_colour_cast():
     assert np.abs(colour.block_means(ycc[..., 1], 32) - plane.cb * 2).max() < 2.0
     # and the original itself barely moves
     assert np.abs(colour.apply(original, plane).astype(int) - original).mean() < 1.0
+
+
+def test_with_luma_the_blocks_brightness_comes_back_too():
+    """A region gone wrong (as a lost token's fill does): luma block means take back its
+    brightness at block scale, chroma alone cannot."""
+    original = picture()
+    damaged = original.copy()
+    damaged[32:64, 32:96] = 40  # a dark, grey patch
+    luma = lambda x: x.astype(float) @ colour.TO_YCC[0]  # noqa: E731
+    errors = {}
+    for with_luma in (False, True):
+        fixed = colour.apply(damaged, colour.measure(original, 32, 2, with_luma))
+        errors[with_luma] = np.abs(luma(fixed) - luma(original))[32:64, 32:96].mean()
+    assert errors[True] < 0.5 * errors[False]
+    plane = colour.measure(original, 32, 2, True)
+    assert colour.from_bytes(colour.to_bytes(plane), original.shape[:2]).luma is not None
+    assert len(colour.to_bytes(plane)) > len(colour.to_bytes(colour.measure(original, 32, 2)))
 
 
 def test_vqb_with_a_colour_section():

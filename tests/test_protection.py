@@ -244,6 +244,7 @@ def test_a_frame_that_cannot_be_decoded_shows_the_last_one(comparison):
     ("{name: a, codec: vq, downscale: 2}", "downscale"),
     ("{name: a, codec: avif, chroma: 64}", "codes colour itself"),
     ("{name: a, chroma: 48}", "chroma"),
+    ("{name: a, luma: true}", "set chroma"),
 ])
 def test_bad_comparison_methods_are_one_line(tmp_path, tiny_weights, capsys, method, message):
     text = _comparison_text(tiny_weights).split("  methods:")[0] + f"  methods:\n    - {method}\n"

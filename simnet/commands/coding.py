@@ -20,8 +20,8 @@ from .common import (chroma_options, device_option, level_option, load_codec_at,
 @weights_option
 @device_option()
 @precision_option()
-def encode(image: Path, out: Path, level: int, chroma: int, chroma_step: int, weights: Path | None,
-           device: str, precision: str):
+def encode(image: Path, out: Path, level: int, chroma: int, chroma_step: int, luma: bool,
+           weights: Path | None, device: str, precision: str):
     """Encode IMAGE to the .vqb bitstream OUT.
 
     \b
@@ -31,9 +31,11 @@ def encode(image: Path, out: Path, level: int, chroma: int, chroma_step: int, we
     from codec import colour
     from codec.images import load_rgb
 
+    if luma and not chroma:
+        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
     rgb = load_rgb(image)
     codec = load_codec_at(weights, level, precision, device)
-    plane = colour.measure(rgb, chroma, chroma_step) if chroma else None
+    plane = colour.measure(rgb, chroma, chroma_step, luma) if chroma else None
     data = codec.to_bytes(codec.encode(rgb, level), plane)
     out.write_bytes(data)
     pixels = rgb.shape[0] * rgb.shape[1]

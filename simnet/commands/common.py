@@ -42,9 +42,12 @@ level_option = click.option("--codebook", "--level", "-k", "level", type=int, de
 
 
 def chroma_options(command):
-    """--chroma B and --chroma-step Q: the colour side channel (codec/colour.py)."""
+    """--chroma B, --chroma-step Q and --luma: the colour side channel (codec/colour.py)."""
     from codec.colour import BLOCKS, MAX_STEP
 
+    command = click.option("--luma", is_flag=True,
+                           help="With --chroma: send the blocks' luma too (about half as many bytes again; "
+                                "it also corrects the regions of lost tokens at block scale).")(command)
     command = click.option("--chroma-step", type=click.IntRange(1, MAX_STEP), default=2, show_default=True,
                            help="Quantisation step of the side channel's Cb/Cr (0-255 scale).")(command)
     return click.option("--chroma", type=click.Choice(["0"] + [str(b) for b in BLOCKS]), default="0",

@@ -80,7 +80,7 @@ def _iqa_metrics(names: str | None):
 @chroma_options
 @weights_option
 def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             device, precision, rate_lambda, metric_names, iqa, chroma, chroma_step, weights):
+             device, precision, rate_lambda, metric_names, iqa, chroma, chroma_step, luma, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -96,6 +96,8 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     from ..experiment.setup import prepare
 
     loss_rates = parse_floats(loss, "--loss")
+    if luma and not chroma:
+        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
     method_list = _methods(methods)
     if burst is not None and burst < 1:
         raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")
@@ -107,7 +109,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     say_compute(setup.codec.compute)
     opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
                        rate_lambda=rate_lambda, extra=combine(metrics, extra_metrics),
-                       chroma_block=chroma or None, chroma_step=chroma_step)
+                       chroma_block=chroma or None, chroma_step=chroma_step, luma=luma)
     out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
     shipped_lambda = setup.codec.level(level).rate_lambda
     meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
@@ -115,6 +117,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
                      rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
                      burst=burst, metrics=metrics.describe(),
                      chroma_block=chroma or None, chroma_step=chroma_step if chroma else None,
+                     chroma_luma=luma if chroma else None,
                      **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
     mean_fields = tuple(metrics.fields) + (tuple(extra_metrics.fields) if extra_metrics else ())
     with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:

@@ -75,7 +75,7 @@ def _channel_from(scenario_file, loss_rate, seed):
 @device_option()
 @precision_option()
 def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, stream, images, frames, fps,
-              size, level, max_tokens, channel_file, loss, seed, chroma, chroma_step, weights, device, precision):
+              size, level, max_tokens, channel_file, loss, seed, chroma, chroma_step, luma, weights, device, precision):
     """Publish frames as packets on simnet/STREAM/packets; print the receiver's reports.
 
     \b
@@ -85,6 +85,8 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
 
     from ..mqtt.sender import send_stream
 
+    if luma and not chroma:
+        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     frame_size = parse_size(size)
     channel = _channel_from(channel_file, loss, seed)
@@ -92,7 +94,8 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
     say_compute(codec.compute)
     stats = asyncio.run(send_stream(options, stream, _source_frames(images, frame_size, frames), codec,
                                     level, fps, channel, max_tokens=max_tokens,
-                                    log=lambda s: console.print(s), chroma=chroma, chroma_step=chroma_step))
+                                    log=lambda s: console.print(s), chroma=chroma, chroma_step=chroma_step,
+                                    luma=luma))
     last = stats.feedback[-1] if stats.feedback else {}
     out_console.print(f"sent {stats.frames} frames, {stats.packets} packets ({stats.dropped} dropped by "
                       f"the channel model), {stats.bytes} bytes; receiver reports: {len(stats.feedback)}"

@@ -102,7 +102,7 @@ class MethodCoder:
         if not m.chroma or rgb is None:
             return b""
         if frame not in self._colours:
-            self._colours[frame] = colour.to_bytes(colour.measure(rgb, m.chroma, m.chroma_step))
+            self._colours[frame] = colour.to_bytes(colour.measure(rgb, m.chroma, m.chroma_step, m.luma))
         return self._colours[frame]
 
     def _vq_sources(self, grid: TokenGrid, frame: int, rgb: np.ndarray | None = None) -> tuple[list[bytes], int]:

@@ -70,6 +70,7 @@ class EvalOptions:
     extra: object | None = None  # further metrics: (reference, decoded) -> {field: value}
     chroma_block: int | None = None  # the colour side channel's block side in pixels; None: off
     chroma_step: int = 2
+    luma: bool = False  # the side channel's blocks carry luma too
 
 
 def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, chroma
@@ -134,7 +135,8 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     codec, level = setup.codec, setup.level
     pixels = rgb.shape[0] * rgb.shape[1]
     grid = codec.encode(rgb, level, opts.rate_lambda)
-    chroma = colour.measure(rgb, opts.chroma_block, opts.chroma_step) if opts.chroma_block else None
+    chroma = (colour.measure(rgb, opts.chroma_block, opts.chroma_step, opts.luma)
+              if opts.chroma_block else None)
     data = codec.to_bytes(grid, chroma)
     colour_bytes = len(colour.to_bytes(chroma)) if chroma else 0
     payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8  # the colour section included
@@ -142,7 +144,8 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
             "latency_ms_p50": None, "latency_ms_p95": None}
     if chroma:
-        base.update(chroma_block=chroma.block, chroma_step=chroma.step, bits_colour=colour_bytes * 8)
+        base.update(chroma_block=chroma.block, chroma_step=chroma.step, chroma_luma=chroma.luma is not None,
+                    bits_colour=colour_bytes * 8)
     ceiling = quality(rgb, codec.decode(grid, chroma=chroma), opts.extra)
     rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": len(data) * 8 / pixels}
     records = [{**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
@@ -151,7 +154,8 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
                 "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
     records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma)
     if opts.baselines:
-        plain = {k: v for k, v in base.items() if k not in ("chroma_block", "chroma_step", "bits_colour")}
+        plain = {k: v for k, v in base.items()
+                 if k not in ("chroma_block", "chroma_step", "chroma_luma", "bits_colour")}
         records += baseline_records(rgb, len(data), opts, plain)
     return records
 

@@ -41,7 +41,8 @@ def describe_scenario(config: dict) -> list[str]:
         level = codec.get("level", codec.get("codebook"))
         weights = f", weights from {codec['weights']}" if codec.get("weights") else ", shipped weights"
         limit = f" and {packets['max_tokens']} tokens" if packets.get("max_tokens") else ""
-        side = (f", and the picture's colour as Cb/Cr means over {codec['chroma']}-pixel blocks in "
+        what = "Y/Cb/Cr" if codec.get("luma") else "Cb/Cr"
+        side = (f", and the picture's colour as {what} means over {codec['chroma']}-pixel blocks in "
                 f"{packets.get('colour_copies', 2)} packets of each frame" if codec.get("chroma") else "")
         lines.append(f"Codec: VQ tokens at codebook level K = {level} ({codec.get('precision')}{weights}){side}; "
                      f"packets of at most {packets.get('mtu', 0):g} B{limit}, "

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import colour
-from codec.colour import ChromaPlane
+from codec.colour import ColourPlane
 from codec.images import save_rgb
 from codec.metrics import quality
 from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
@@ -41,7 +41,7 @@ class EncodedFrame:
     payload_bytes: int  # the tokens' payloads and every copy of the colour section
     lossless: np.ndarray
     lossless_quality: dict
-    chroma: ChromaPlane | None = None
+    chroma: ColourPlane | None = None
     colour_bytes: int = 0  # the colour section, every copy
 
 
@@ -70,7 +70,8 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
         t0 = time.perf_counter()
         if key not in by_image:
             grid = codec.encode(rgb, level)
-            plane = colour.measure(rgb, codec_cfg.chroma, codec_cfg.chroma_step) if codec_cfg.chroma else None
+            plane = (colour.measure(rgb, codec_cfg.chroma, codec_cfg.chroma_step, codec_cfg.luma)
+                     if codec_cfg.chroma else None)
             timings.encode_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             lossless = codec.decode(grid, chroma=plane)
@@ -98,7 +99,8 @@ def colour_fields(f: EncodedFrame, received: bool) -> dict:
     """A record's colour side-channel fields (none where the scenario sends none)."""
     if f.chroma is None:
         return {}
-    return {"chroma_block": f.chroma.block, "bits_colour": f.colour_bytes * 8, "colour_received": received}
+    return {"chroma_block": f.chroma.block, "chroma_luma": f.chroma.luma is not None,
+            "bits_colour": f.colour_bytes * 8, "colour_received": received}
 
 
 def header_bytes(header: str) -> int:

@@ -43,8 +43,15 @@ class CodecConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = None  # folder with tokenizer/levels weights; default: shipped
     # the colour side channel (codec/colour.py): Cb/Cr block means over this many pixels; 0 = off
-    chroma: Literal[0, 16, 32, 64, 128, 256] = 0
+    chroma: Literal[0, 16, 32, 64, 128] = 0
     chroma_step: int = Field(2, ge=1, le=15)
+    luma: bool = False  # with chroma: the blocks' luma too (costs about half as much again)
+
+    @model_validator(mode="after")
+    def _luma_needs_chroma(self):
+        if self.luma and not self.chroma:
+            raise ValueError("luma rides in the colour side channel: set chroma (a block size) too")
+        return self
 
 
 class PacketsConfig(Strict):
@@ -114,9 +121,10 @@ class MethodConfig(Strict):
     parity: float | Literal["adaptive"] = 0.0
     nack: bool | Literal["auto"] = False  # auto: only where a round trip fits in the deadline
     header: Literal["compact", "full"] = "compact"  # vq packets' header (codec/packets.py)
-    # vq only: the colour side channel's block side (0 = off), its step, and packets with a copy
-    chroma: Literal[0, 16, 32, 64, 128, 256] = 0
+    # vq only: the colour side channel's block side (0 = off), its step, luma too, packets with a copy
+    chroma: Literal[0, 16, 32, 64, 128] = 0
     chroma_step: int = Field(2, ge=1, le=15)
+    luma: bool = False
     colour_copies: int = Field(2, ge=1, le=8)
 
     @model_validator(mode="after")
@@ -125,6 +133,8 @@ class MethodConfig(Strict):
 
         if self.codec != "vq" and self.chroma:
             raise ValueError(f"chroma is the vq codec's colour side channel; {self.codec} codes colour itself")
+        if self.luma and not self.chroma:
+            raise ValueError("luma rides in the colour side channel: set chroma (a block size) too")
 
         if self.codec == "vq":
             try:

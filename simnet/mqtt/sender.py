@@ -53,7 +53,8 @@ class SenderStats:
 async def send_stream(options: ConnectionOptions, stream: str, frames, codec, level: int, fps: float,
                       channel: LiveChannel | None = None, mtu: int = 1200, max_tokens: int | None = 48,
                       interleave_seed: int = 1, log=print, stop: asyncio.Event | None = None,
-                      chroma: int = 0, chroma_step: int = 2, colour_copies: int = 2) -> SenderStats:
+                      chroma: int = 0, chroma_step: int = 2, luma: bool = False,
+                      colour_copies: int = 2) -> SenderStats:
     """Publish every frame's packets at `fps`; collect receiver reports from the feedback topic.
     `chroma` > 0: each frame's colour side channel (codec/colour.py) rides in `colour_copies`
     of its packets."""
@@ -86,7 +87,7 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                 if broken.is_set() or listener.done():
                     raise aiomqtt.MqttError("connection to the broker lost")
                 grid = await asyncio.to_thread(codec.encode, rgb, level)  # keep the loop responsive
-                section = colour.to_bytes(colour.measure(rgb, chroma, chroma_step)) if chroma else b""
+                section = colour.to_bytes(colour.measure(rgb, chroma, chroma_step, luma)) if chroma else b""
                 packets = codec.packetize(grid, stream=0, frame=i % 2**32, mtu=mtu, max_tokens=max_tokens,
                                           seed=(interleave_seed + i) % 2**32, colour=section,
                                           colour_copies=colour_copies)
