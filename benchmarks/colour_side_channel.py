@@ -36,9 +36,9 @@ def dpcm_residuals(q: np.ndarray) -> np.ndarray:
 
 def with_chroma(decoded: np.ndarray, chroma_small: list[np.ndarray], block: int) -> np.ndarray:
     """The decoded picture with its Cb/Cr block means replaced by `chroma_small` (unquantised)."""
-    from codec.colour import ChromaPlane, apply
+    from codec.colour import ColourPlane, apply
 
-    return apply(decoded, ChromaPlane(block, 1, *chroma_small))
+    return apply(decoded, ColourPlane(block, 1, *chroma_small))
 
 
 def _numbers(kind):

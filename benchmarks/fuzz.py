@@ -1,5 +1,5 @@
 """Fuzzing at volume: the `.vqb` parser, the packet parser (full and compact forms, behind the
-transport shim), the depacketizer and the scenario loader, each driven with generated and mutated
+transport shim), the depacketizer and the scenario loader (colour sections included), each driven with generated and mutated
 inputs. A failure is an input that raises anything but the parser's own error (the clear one-line
 errors a user sees); distinct failures are counted by exception type and the line that raised.
 
@@ -111,6 +111,8 @@ def codec_seeds(rng):
 
     levels = load_levels(weights_dir() / "levels.safetensors")
     priors = {k: lvl.prior for k, lvl in levels.items()}
+    from codec import colour
+
     files, packets, grids = [], [], []
     for k, prior in priors.items():
         for h, w in ((16, 16), (48, 64), (256, 384), (20, 36)):
@@ -119,9 +121,15 @@ def codec_seeds(rng):
             grid = TokenGrid(idx, k, (h, w))
             grids.append(grid)
             files.append(write_bitstream(grid, prior, bytes(32)))
+            # the colour side channel too: version-2 files and packets that carry its section
+            picture = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+            plane = colour.measure(picture, 64, 2, luma=bool(rng.integers(2)))
+            files.append(write_bitstream(grid, prior, bytes(32), plane))
             for mode in ("random", "none"):
                 packets += packetize(grid, prior, frame=int(rng.integers(100)), mtu=120, interleave=mode,
                                      seed=int(rng.integers(2**32)))
+            packets += packetize(grid, prior, frame=int(rng.integers(100)), mtu=400,
+                                 seed=int(rng.integers(2**32)), colour=colour.to_bytes(plane), colour_copies=2)
     return priors, files, packets
 
 
