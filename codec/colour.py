@@ -7,17 +7,18 @@ means over B x B-pixel blocks, quantised with step q, and with `luma` its Y too 
 corrects, at block scale, the regions of lost tokens). The receiver swaps the decoded picture's
 own block means for the sent ones, spread bilinearly, so detail inside a block stays the decoder's.
 
-Coding: each block is predicted from its left neighbour (the first column from the block above,
-the first block from mid-grey), and the residuals of Cb, Cr (then Y) are ANS coded (constriction)
-under a quantised Laplace distribution whose scale the encoder picks per picture and writes in the
+Coding: each block is predicted from its neighbours by LOCO-I's median edge detector (left, above
+and above-left; the first row from the left, the first column from above, the first block from
+mid-grey), and the residuals of Cb, Cr (then Y) are ANS coded (constriction), each plane under a
+quantised Laplace distribution whose scale the encoder picks for this picture and writes in the
 section, so no prior ships. Section layout (docs/bitstream.md):
 
     offset size field
     0      1    bit 7: luma sent; bits 4-6: log2 of the block side B (4..7, 16..128 pixels);
                 bits 0-3: step q (1..15)
-    1      1    Laplace scale of the residuals, in quarters (1..255)
-    2      2    payload length n in bytes (uint16, little-endian)
-    4      n    payload: the residuals, 32-bit little-endian words
+    1      2    payload length n in bytes (uint16, little-endian)
+    3      p    Laplace scale of each plane's residuals (Cb, Cr, then Y), in quarters (1..255)
+    3+p    n    payload: the residuals, 32-bit little-endian words
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.
 FROM_YCC = np.linalg.inv(TO_YCC)
 BLOCKS = (16, 32, 64, 128)
 MAX_STEP = 15
-_SECTION = struct.Struct("<BBH")
-SECTION_HEADER_BYTES = _SECTION.size
+_SECTION = struct.Struct("<BH")  # then one scale byte per plane
 _RESIDUAL_LIMIT = 256  # |Cb|, |Cr|, |Y - 128| <= 128 on the 0-255 scale: a residual of step >= 1 fits
 _LUMA_FLAG = 0x80
 
@@ -121,17 +121,39 @@ def apply(decoded: np.ndarray, plane: ColourPlane) -> np.ndarray:
     return np.clip(np.round((ycc + [128, 0, 0]) @ FROM_YCC.T), 0, 255).astype(np.uint8)
 
 
+def _median_edge(left, above, above_left):
+    """LOCO-I's predictor: the smaller of left and above under an edge above-left of both, the
+    larger over one, else the plane through the three."""
+    low, high = np.minimum(left, above), np.maximum(left, above)
+    return np.where(above_left >= high, low, np.where(above_left <= low, high, left + above - above_left))
+
+
 def _residuals(q: np.ndarray) -> np.ndarray:
+    """Raster-order residuals of the median-edge prediction (first row from the left, first column
+    from above, the first value from 0)."""
     pred = np.zeros_like(q)
-    pred[:, 1:] = q[:, :-1]
+    pred[0, 1:] = q[0, :-1]
     pred[1:, 0] = q[:-1, 0]
+    pred[1:, 1:] = _median_edge(q[1:, :-1], q[:-1, 1:], q[:-1, :-1])
     return (q - pred).ravel()
 
 
 def _undo_residuals(r: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    q = r.reshape(shape).copy()
-    q[:, 0] = np.cumsum(q[:, 0])
-    return np.cumsum(q, axis=1)
+    h, w = shape
+    r = r.reshape(shape).tolist()
+    q = [[0] * w for _ in range(h)]
+    for i in range(h):
+        for j in range(w):
+            if i == 0:
+                pred = q[0][j - 1] if j else 0
+            elif j == 0:
+                pred = q[i - 1][0]
+            else:  # _median_edge on scalars
+                left, above, above_left = q[i][j - 1], q[i - 1][j], q[i - 1][j - 1]
+                low, high = min(left, above), max(left, above)
+                pred = low if above_left >= high else high if above_left <= low else left + above - above_left
+            q[i][j] = pred + r[i][j]
+    return np.array(q, dtype=np.int64)
 
 
 def _model(scale_code: int):
@@ -139,48 +161,57 @@ def _model(scale_code: int):
 
 
 def to_bytes(plane: ColourPlane) -> bytes:
-    residuals = np.concatenate([_residuals(values) for _, values in plane.planes]).astype(np.int32)
-    if np.abs(residuals).max(initial=0) > _RESIDUAL_LIMIT:
+    residuals = [_residuals(values).astype(np.int32) for _, values in plane.planes]
+    if max(np.abs(r).max(initial=0) for r in residuals) > _RESIDUAL_LIMIT:
         raise ColourError("colour values out of range (more than 128 away from mid-grey)")
-    # the maximum-likelihood Laplace scale is the mean absolute residual
-    scale_code = int(np.clip(np.round(4 * np.abs(residuals).mean()), 1, 255))
+    # each plane's maximum-likelihood Laplace scale: its mean absolute residual
+    scales = [int(np.clip(np.round(4 * np.abs(r).mean()), 1, 255)) for r in residuals]
     coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(residuals, _model(scale_code))
+    for r, scale in reversed(list(zip(residuals, scales))):  # a stack: the first plane decodes first
+        coder.encode_reverse(r, _model(scale))
     payload = coder.get_compressed().astype("<u4").tobytes()
+    if len(payload) > 0xFFFF:
+        raise ColourError(f"colour section of {len(payload)} bytes exceeds its 65535-byte limit: use larger blocks")
     first = (plane.block.bit_length() - 1) << 4 | plane.step | (_LUMA_FLAG if plane.luma is not None else 0)
-    return _SECTION.pack(first, scale_code, len(payload)) + payload
+    return _SECTION.pack(first, len(payload)) + bytes(scales) + payload
+
+
+def _header_bytes(first: int) -> int:
+    return _SECTION.size + (3 if first & _LUMA_FLAG else 2)
 
 
 def section_length(data: bytes, offset: int = 0) -> int:
     """Bytes of the colour section that starts at `offset` of `data`."""
-    if len(data) - offset < SECTION_HEADER_BYTES:
+    if len(data) - offset < _SECTION.size:
         raise ColourError("truncated colour section")
-    return SECTION_HEADER_BYTES + _SECTION.unpack_from(data, offset)[2]
+    first, n = _SECTION.unpack_from(data, offset)
+    return _header_bytes(first) + n
 
 
 def from_bytes(data: bytes, image_size: tuple[int, int]) -> ColourPlane:
     """The ColourPlane of a picture of `image_size` (H, W) from its colour section (exactly)."""
-    if len(data) < SECTION_HEADER_BYTES:
+    if len(data) < _SECTION.size:
         raise ColourError("truncated colour section")
-    first, scale_code, n = _SECTION.unpack_from(data)
+    first, n = _SECTION.unpack_from(data)
     block, step, luma = 1 << ((first >> 4) & 7), first & 15, bool(first & _LUMA_FLAG)
     check_settings(block, step)
-    if scale_code == 0:
-        raise ColourError("colour section: zero Laplace scale")
-    if len(data) != SECTION_HEADER_BYTES + n or n % 4:
-        raise ColourError(f"colour section of {len(data)} bytes, its header says {SECTION_HEADER_BYTES + n} "
+    head = _header_bytes(first)
+    if len(data) != head + n or n % 4:
+        raise ColourError(f"colour section of {len(data)} bytes, its header says {head + n} "
                           f"(whole 32-bit words)")
+    scales = list(data[_SECTION.size: head])
+    if 0 in scales:
+        raise ColourError("colour section: zero Laplace scale")
     shape = blocks_for(image_size, block)
-    planes = 3 if luma else 2
-    count = planes * shape[0] * shape[1]
-    words = np.frombuffer(data[SECTION_HEADER_BYTES:], dtype="<u4").astype(np.uint32)
+    words = np.frombuffer(data[head:], dtype="<u4").astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        residuals = np.asarray(coder.decode(_model(scale_code), count), dtype=np.int64)
+        residuals = [np.asarray(coder.decode(_model(scale), shape[0] * shape[1]), dtype=np.int64)
+                     for scale in scales]
     except Exception as e:  # constriction raises plain errors on exhausted or invalid data
         raise ColourError(f"colour section does not decode ({e})") from None
     if not coder.is_empty():
         raise ColourError("colour section: unused data after its values")
-    values = [_undo_residuals(part, shape) for part in np.split(residuals, planes)]
+    values = [_undo_residuals(r, shape) for r in residuals]
     return ColourPlane(block, step, values[0], values[1], values[2] if luma else None)
 

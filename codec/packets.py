@@ -221,6 +221,9 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
     if colour_copies < 1:
         raise ValueError(f"colour copies must be at least 1, got {colour_copies}")
     capacity = mtu - overhead - len(colour)
+    if colour and capacity < 8:
+        raise PacketError(f"the colour section ({len(colour)} B) leaves no room for tokens in a {mtu}-B packet "
+                          f"({overhead} B of header): use larger chroma blocks, no luma, or a larger MTU")
     if capacity < 8:
         raise ValueError(f"MTU {mtu} B leaves no room for a payload after {overhead} B of header")
     n = grid.indices.size

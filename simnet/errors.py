@@ -13,6 +13,7 @@ def expected_errors() -> tuple[type, ...]:
     line, key or option) in its message; anything else reaching the entry point is a bug."""
     from codec.bitstream import BitstreamError
     from codec.checkpoint import CheckpointError
+    from codec.colour import ColourError
     from codec.entropy import EntropyError
     from codec.hardware import HardwareError
     from codec.images import ImageError
@@ -28,4 +29,4 @@ def expected_errors() -> tuple[type, ...]:
 
     return (UserError, BitstreamError, CheckpointError, EntropyError, ImageError, PacketError,
             RecoveryError, LossModelError, ResultsError, ScenarioError, MqttError, MetricsUnavailable,
-            HardwareError, MetricError)
+            HardwareError, MetricError, ColourError)

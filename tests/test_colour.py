@@ -130,7 +130,7 @@ def test_a_colour_section_that_overruns_the_file_is_named():
     grid = TokenGrid(rng.integers(0, 64, (6, 10)), 64, (96, 160))
     prior = Prior.uniform(64)
     data = bytearray(write_bitstream(grid, prior, b"abcd", colour.measure(picture(), 32, 2)))
-    data[HEADER_BYTES + 2: HEADER_BYTES + 4] = (4000).to_bytes(2, "little")
+    data[HEADER_BYTES + 1: HEADER_BYTES + 3] = (4000).to_bytes(2, "little")  # the section's length
     import struct
     import zlib
     body = bytes(data[:-4])

@@ -168,7 +168,7 @@ def test_a_broken_colour_section_makes_the_packet_corrupt_never_an_exception():
     assert status in ("corrupt", "ok")
     if status == "ok":  # it may still decode, to other values: the transport's checksum guards it
         assert d.chroma(0, 0) is not None
-    compact[4 + 2: 4 + 4] = (5000).to_bytes(2, "little")
+    compact[4 + 1: 4 + 3] = (5000).to_bytes(2, "little")  # the section's length
     with pytest.raises(PacketError, match="colour section"):
         parse_compact(bytes(compact), session, 0, 0, len(packets))
 
@@ -185,3 +185,9 @@ def test_random_compact_packets_with_the_colour_bit_never_crash(data):
         d.add_packet(parse_compact(body, session, 0, 0, 4))
     except PacketError:
         pass
+
+
+def test_a_colour_section_too_large_for_the_mtu_is_one_clear_error():
+    grid, prior = make_grid()
+    with pytest.raises(PacketError, match="colour section .* leaves no room"):
+        packetize(grid, prior, mtu=300, colour=bytes(296))
