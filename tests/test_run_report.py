@@ -236,7 +236,13 @@ def test_a_scenario_with_the_colour_side_channel(tmp_path, tiny_weights):
         text += "metrics: [psnr, ms_ssim, ciede2000]\n"
         (tmp_path / f"{name}.yaml").write_text(text.replace("name: tiny", f"name: {name}"))
         assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path), "--no-pdf"]) == 0
-        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())["records"]
+        doc = json.loads((tmp_path / f"{name}.json").read_text())
+        docs[name] = doc["records"]
+        if name == "colour":  # the report's first page says what was sent
+            from simnet.experiment.narrative import describe_scenario
+
+            config = doc["meta"]["scenario"]
+            assert any("Cb/Cr means over 16-pixel blocks in 2 packets" in line for line in describe_scenario(config))
     plain = [r for r in docs["plain"] if r["method"] == "lossless"]
     coloured = [r for r in docs["colour"] if r["method"] == "lossless"]
     assert all("chroma_block" not in r for r in docs["plain"])
