@@ -120,8 +120,6 @@ def read_header(data: bytes) -> BitstreamHeader:
     if version == VERSION_WITH_COLOUR:
         try:
             colour_bytes = colour.section_length(data[: len(data) - CRC_BYTES], HEADER_BYTES)
-            if HEADER_BYTES + colour_bytes > len(data) - CRC_BYTES:
-                raise ColourError(f"colour section of {colour_bytes} bytes runs past the file's end")
             chroma = colour.from_bytes(data[HEADER_BYTES: HEADER_BYTES + colour_bytes], (height, width))
         except ColourError as e:
             raise BitstreamError(str(e)) from None

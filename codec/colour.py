@@ -181,11 +181,14 @@ def _header_bytes(first: int) -> int:
 
 
 def section_length(data: bytes, offset: int = 0) -> int:
-    """Bytes of the colour section that starts at `offset` of `data`."""
+    """Bytes of the colour section that starts at `offset` of `data` and must end within it."""
     if len(data) - offset < _SECTION.size:
         raise ColourError("truncated colour section")
     first, n = _SECTION.unpack_from(data, offset)
-    return _header_bytes(first) + n
+    length = _header_bytes(first) + n
+    if offset + length > len(data):
+        raise ColourError(f"colour section of {length} bytes runs past the end of its container")
+    return length
 
 
 def from_bytes(data: bytes, image_size: tuple[int, int]) -> ColourPlane:

@@ -164,8 +164,6 @@ def _split_colour(data: bytes, begin: int, end: int, has_colour: bool) -> tuple[
             length = colour_section.section_length(data[:end], begin)
         except ColourError as e:
             raise PacketError(str(e)) from None
-        if begin + length > end:
-            raise PacketError(f"colour section of {length} bytes runs past the packet's end")
         section = data[begin: begin + length]
     payload = data[begin + len(section): end]
     if len(payload) % 4:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (chroma_options, device_option, level_option, load_codec_at, out_console, precision_option, read_bytes,
+from .common import (check_luma_option, chroma_options, device_option, level_option, load_codec_at, out_console, precision_option, read_bytes,
                      weights_option)
 
 
@@ -31,8 +31,7 @@ def encode(image: Path, out: Path, level: int, chroma: int, chroma_step: int, lu
     from codec import colour
     from codec.images import load_rgb
 
-    if luma and not chroma:
-        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
+    check_luma_option(chroma, luma)
     rgb = load_rgb(image)
     codec = load_codec_at(weights, level, precision, device)
     plane = colour.measure(rgb, chroma, chroma_step, luma) if chroma else None

@@ -41,6 +41,12 @@ level_option = click.option("--codebook", "--level", "-k", "level", type=int, de
                             help="Codebook level K.")
 
 
+def check_luma_option(chroma: int, luma: bool) -> None:
+    """--luma without --chroma: one line, before any work."""
+    if luma and not chroma:
+        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
+
+
 def chroma_options(command):
     """--chroma B, --chroma-step Q and --luma: the colour side channel (codec/colour.py)."""
     from codec.colour import BLOCKS, MAX_STEP

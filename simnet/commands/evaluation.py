@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (chroma_options, console, device_option, level_option, out_console, parse_floats, precision_option,
+from .common import (check_luma_option, chroma_options, console, device_option, level_option, out_console, parse_floats, precision_option,
                      print_summary, say_compute, say_left_out, weights_option)
 
 
@@ -96,8 +96,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     from ..experiment.setup import prepare
 
     loss_rates = parse_floats(loss, "--loss")
-    if luma and not chroma:
-        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
+    check_luma_option(chroma, luma)
     method_list = _methods(methods)
     if burst is not None and burst < 1:
         raise UserError(f"--burst: mean burst length must be >= 1 packet, got {burst}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import (chroma_options, console, device_option, level_option, load_codec_at, out_console, parse_size,
+from .common import (check_luma_option, chroma_options, console, device_option, level_option, load_codec_at, out_console, parse_size,
                      precision_option, recovery_spec, say_compute, weights_option)
 
 
@@ -85,8 +85,7 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
 
     from ..mqtt.sender import send_stream
 
-    if luma and not chroma:
-        raise UserError("--luma rides in the colour side channel: give --chroma a block size too")
+    check_luma_option(chroma, luma)
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     frame_size = parse_size(size)
     channel = _channel_from(channel_file, loss, seed)

@@ -73,17 +73,16 @@ class EvalOptions:
     luma: bool = False  # the side channel's blocks carry luma too
 
 
-def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, chroma
+def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, section: bytes
                  ) -> tuple[np.ndarray, float | None, bool]:
-    """(lost positions, packet loss rate or None, whether the colour side channel arrived)."""
+    """(lost positions, packet loss rate or None, whether the colour section, if any, arrived)."""
     if opts.burst is None:
         return random_token_mask(grid.shape, rate, seed), None, True
-    section = colour.to_bytes(chroma) if chroma else b""
     return packet_loss_mask(setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, section)
 
 
 def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
-                       image_index: int, base: dict, ceiling: dict, chroma) -> list[dict]:
+                       image_index: int, base: dict, ceiling: dict, chroma, section: bytes) -> list[dict]:
     """Every recovery method at every loss rate and seed."""
     codec, codebook = setup.codec, setup.codec.codebook(setup.level)
     records = []
@@ -91,7 +90,7 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
         for s in range(opts.seeds):
             seed = opts.seed + s
             missing, packet_rate, colour_arrived = _lost_tokens(setup, grid, opts, rate,
-                                                                element_seed(seed, image_index, rate), chroma)
+                                                                element_seed(seed, image_index, rate), section)
             got_chroma = chroma if colour_arrived else None
             received = np.where(missing, 0, grid.indices)
             lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing)
@@ -138,7 +137,8 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     chroma = (colour.measure(rgb, opts.chroma_block, opts.chroma_step, opts.luma)
               if opts.chroma_block else None)
     data = codec.to_bytes(grid, chroma)
-    colour_bytes = len(colour.to_bytes(chroma)) if chroma else 0
+    section = colour.to_bytes(chroma) if chroma else b""
+    colour_bytes = len(section)
     payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8  # the colour section included
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
@@ -152,7 +152,7 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
                 "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,
                 "bits_over_cross_entropy": (payload_bits - colour_bytes * 8) / xent,
                 "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
-    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma)
+    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma, section)
     if opts.baselines:
         plain = {k: v for k, v in base.items()
                  if k not in ("chroma_block", "chroma_step", "chroma_luma", "bits_colour")}

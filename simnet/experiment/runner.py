@@ -76,10 +76,10 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
             t0 = time.perf_counter()
             lossless = codec.decode(grid, chroma=plane)
             timings.decode_s += time.perf_counter() - t0
-            by_image[key] = (grid, plane, lossless, quality(rgb, lossless, metrics or None))
-        grid, plane, lossless, q = by_image[key]
+            section = colour.to_bytes(plane) if plane else b""
+            by_image[key] = (grid, plane, section, lossless, quality(rgb, lossless, metrics or None))
+        grid, plane, section, lossless, q = by_image[key]
         t0 = time.perf_counter()
-        section = colour.to_bytes(plane) if plane else b""
         packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
                                   interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32,
                                   overhead=header_bytes(cfg.header), colour=section,

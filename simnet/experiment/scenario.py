@@ -35,6 +35,12 @@ class SourceConfig(Strict):
         return v
 
 
+def check_luma(chroma: int, luma: bool) -> None:
+    """codec.luma and a method's luma ride in the colour side channel: they need its block size."""
+    if luma and not chroma:
+        raise ValueError("luma rides in the colour side channel: set chroma (a block size) too")
+
+
 class CodecConfig(Strict):
     # the codebook level K; `codebook:` is the key's older name, still read
     level: int = Field(1024, validation_alias=AliasChoices("level", "codebook"))
@@ -49,8 +55,7 @@ class CodecConfig(Strict):
 
     @model_validator(mode="after")
     def _luma_needs_chroma(self):
-        if self.luma and not self.chroma:
-            raise ValueError("luma rides in the colour side channel: set chroma (a block size) too")
+        check_luma(self.chroma, self.luma)
         return self
 
 
@@ -133,8 +138,7 @@ class MethodConfig(Strict):
 
         if self.codec != "vq" and self.chroma:
             raise ValueError(f"chroma is the vq codec's colour side channel; {self.codec} codes colour itself")
-        if self.luma and not self.chroma:
-            raise ValueError("luma rides in the colour side channel: set chroma (a block size) too")
+        check_luma(self.chroma, self.luma)
 
         if self.codec == "vq":
             try:
