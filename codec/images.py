@@ -49,8 +49,9 @@ def load_rgb(path: Path) -> np.ndarray:
         raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
-def save_rgb(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(np.ascontiguousarray(array)).save(path)
+def save_rgb(array: np.ndarray, path: Path, compress_level: int = 6) -> None:
+    """PNG (or what the suffix names); `compress_level` 1 for working images read back at once."""
+    Image.fromarray(np.ascontiguousarray(array)).save(path, compress_level=compress_level)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

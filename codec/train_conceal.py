@@ -47,6 +47,8 @@ class ConcealTrainConfig(RunConfig):
     ssim_weight: float = 0.2
     l2_weight: float = 1.0
     max_ratio: float = 0.6  # training masks lose a share of tokens drawn uniformly in [0.02, max_ratio]
+    train_levels: tuple[int, ...] = ()  # codebook levels of the training grids; () = all, the base level half the time
+    lost_weight: float = 0.0  # pixels of lost tokens count 1 + lost_weight times in the L1 and squared terms
     val_images: int = 12
     val_ratios: tuple[float, ...] = (0.2, 0.4)
 
@@ -55,6 +57,14 @@ def lose(idx: torch.Tensor, mask: np.ndarray, level: int, fill: Fill, codebook: 
     """(h, w) indices with `mask` lost -> the indices the receiver's recovery puts back."""
     grid = TokenGrid(np.where(mask, 0, idx.numpy()), level, (idx.shape[0] * 16, idx.shape[1] * 16))
     return torch.from_numpy(fill(LossyTokenGrid(grid, mask), codebook))
+
+
+def pixel_weights(lost: torch.Tensor, lost_weight: float) -> torch.Tensor:
+    """(B, 1, h, w) lost tokens -> (B, 1, 16h, 16w) weights of mean 1, a lost token's pixels
+    1 + lost_weight times a received one's. Most pixels belong to received tokens, which the
+    decoder already renders as well as it can: the weight puts the gradient where concealment happens."""
+    weight = 1 + lost_weight * F.interpolate(lost.float(), scale_factor=16, mode="nearest")
+    return weight / weight.mean()
 
 
 def _validation_set(images, quantizer: LevelQuantizer, encoder, fill: Fill, ratios, level: int, seed: int = 1234):
@@ -82,16 +92,24 @@ def _validation_set(images, quantizer: LevelQuantizer, encoder, fill: Fill, rati
 
 @torch.no_grad()
 def _score(decode, val_set, ratios) -> dict:
+    """Mean PSNR of the decodes, and (to see where a change comes from) over the pixels of lost
+    tokens and of received ones alone."""
     out = {}
     for r in ratios:
-        values = []
+        values, lost_values, kept_values = [], [], []
         for x, cases in val_set:
             zq, mask = cases[r]
             h, w = x.shape[-2:]
             y = decode(zq, mask).float()[..., :h, :w].clamp(-1, 1)
             y = torch.round(to_unit(y) * 255) / 255
             values.append(psnr(to_unit(x), y).item())
+            err = (to_unit(x).double() - y.double()).pow(2).mean(1)[0]
+            lost = F.interpolate(mask, scale_factor=16, mode="nearest")[0, 0, :h, :w].bool()
+            lost_values.append(10 * np.log10(1 / max(err[lost].mean().item(), 1e-12)))
+            kept_values.append(10 * np.log10(1 / max(err[~lost].mean().item(), 1e-12)))
         out[f"val_psnr_{r:g}"] = float(np.mean(values))
+        out[f"val_lost_psnr_{r:g}"] = float(np.mean(lost_values))
+        out[f"val_kept_psnr_{r:g}"] = float(np.mean(kept_values))
     return out
 
 
@@ -110,7 +128,7 @@ def train(cfg: ConcealTrainConfig, fill: Fill, log=print) -> Path:
         model.load_state_dict(state["model"])
     model = model.to(dev, memory_format=torch.channels_last)
     tokenizer = tokenizer.to(dev, memory_format=torch.channels_last).eval()
-    quantizer = LevelQuantizer(Path(cfg.levels), cfg.seed)
+    quantizer = LevelQuantizer(Path(cfg.levels), cfg.seed, tuple(cfg.train_levels))
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     mask_rng = np.random.default_rng(cfg.seed + 7)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -156,9 +174,10 @@ def train(cfg: ConcealTrainConfig, fill: Fill, log=print) -> Path:
         with compute.autocast():
             y = model(zq.to(dev).contiguous(memory_format=torch.channels_last), lost.to(dev))
         y = y.float()
-        l1 = (y - x).abs().mean()
+        weight = pixel_weights(lost, cfg.lost_weight).to(dev)
+        l1 = ((y - x).abs() * weight).mean()
         s = ssim(to_unit(y), to_unit(x)).mean()
-        loss = l1 + cfg.ssim_weight * (1 - s) + cfg.l2_weight * (y - x).pow(2).mean()
+        loss = l1 + cfg.ssim_weight * (1 - s) + cfg.l2_weight * ((y - x).pow(2) * weight).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

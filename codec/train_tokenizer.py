@@ -109,14 +109,20 @@ class LevelQuantizer:
     """The codec's quantisation with the K-means levels, for decoder fine-tuning: a level drawn
     per batch (the base level half of the time), indices assigned as the encoder assigns them."""
 
-    def __init__(self, levels_path: Path, seed: int):
+    def __init__(self, levels_path: Path, seed: int, only: tuple[int, ...] = ()):
+        """`only`: draw among these levels alone, equally often."""
         from .levels import load_levels
 
         self.levels = load_levels(levels_path)
         self.sizes = sorted(self.levels)
+        if unknown := sorted(set(only) - set(self.sizes)):
+            raise ValueError(f"{levels_path} has no level {unknown[0]} (it has {', '.join(map(str, self.sizes))})")
         base = self.sizes[-1]
-        self.probs = np.array([0.5 if k == base else 0.5 / (len(self.sizes) - 1) for k in self.sizes]) \
-            if len(self.sizes) > 1 else np.ones(1)
+        if only:
+            self.probs = np.array([1.0 / len(set(only)) if k in only else 0.0 for k in self.sizes])
+        else:
+            self.probs = np.array([0.5 if k == base else 0.5 / (len(self.sizes) - 1) for k in self.sizes]) \
+                if len(self.sizes) > 1 else np.ones(1)
         self.rng = np.random.default_rng(seed + 1)
 
     def draw(self) -> int:

@@ -159,3 +159,37 @@ def test_adversarial_term_trains_a_discriminator_and_resumes_it(tmp_path, noise_
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("resumed from" in line for line in lines)
     assert [r["step"] for r in records if "val_psnr" in r] == [3, 4]
+
+
+def test_lost_pixels_weigh_more_and_the_weights_average_one():
+    from codec.train_conceal import pixel_weights
+
+    lost = torch.zeros(2, 1, 3, 4)
+    lost[0, 0, 1, 2] = 1
+    w = pixel_weights(lost, 3.0)
+    assert w.shape == (2, 1, 48, 64) and abs(w.mean().item() - 1) < 1e-6
+    assert torch.allclose(w[0, 0, 16:32, 32:48], 4 * w[0, 0, 0, 0]) and w[1].std() < 1e-6
+    assert torch.equal(pixel_weights(lost, 0.0), torch.ones(2, 1, 48, 64))
+
+
+def test_conceal_training_learns_the_mask_logs_both_decoders_and_resumes(tmp_path, noise_photos, tiny_weights, monkeypatch):
+    """A few steps with a transformer-free fill: the plain decoder's validation is logged once,
+    the concealer's at each validation, the mask channel leaves zero, and the run resumes."""
+    import codec.train_conceal as tc
+    from codec.conceal import load_concealer
+    from recovery import get_method
+
+    monkeypatch.setattr(tc, "training_images", lambda: noise_photos)
+    monkeypatch.setattr(tc, "validation_images", lambda: noise_photos[:1])
+    cfg = tc.ConcealTrainConfig(out=str(tmp_path / "run"), tokenizer=str(tiny_weights / "tokenizer.safetensors"),
+                                levels=str(tiny_weights / "levels.safetensors"), steps=3, decay_start=2,
+                                warmup=1, batch=2, crop=32, lr=1e-2, lost_weight=3.0, threads=1, val_every=3,
+                                val_images=1)
+    lines = []
+    model = load_concealer(tc.train(cfg, get_method("neighbour").recover, log=lines.append))
+    assert model.post_quant_conv.weight[:, -1].abs().sum() > 0
+    assert any(line.startswith("step=0 plain_psnr_0.2=") for line in lines)
+    assert any(line.startswith("step=3 val_psnr_0.2=") for line in lines)
+    cfg.steps = 4
+    tc.train(cfg, get_method("neighbour").recover, log=lines.append)
+    assert any(line.startswith("resumed from") and line.endswith("at step 3") for line in lines)

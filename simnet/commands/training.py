@@ -206,7 +206,13 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
 @click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--fill", default="neighbour", show_default=True,
-              help="The recovery method whose fills the decoder learns to conceal (none or neighbour).")
+              help="The recovery method whose fills the decoder learns to conceal (none, neighbour or "
+                   "transformer).")
+@click.option("--train-levels", default="", metavar="K[,K...]",
+              help="Train on grids of these codebook levels only (default: every level, the largest half "
+                   "the time).")
+@click.option("--lost-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Pixels of lost tokens count 1 + this many times in the pixel losses.")
 @click.option("--max-ratio", type=click.FloatRange(0.05, 0.95), default=0.6, show_default=True,
               help="Training masks lose a share of tokens drawn uniformly up to this.")
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
@@ -217,7 +223,7 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
 @weights_option
 @device_option()
 @precision_option()
-def train_conceal(out, steps, decay_start, batch, crop, lr, fill, max_ratio, max_minutes, init, seed,
+def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, lost_weight, max_ratio, max_minutes, init, seed,
                   threads, weights, device, precision):
     """Train the concealing decoder: the tokenizer's decoder, told which tokens were lost, learns to
     render them from their surroundings (encoder and codebooks frozen; never Kodak).
@@ -225,6 +231,7 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, max_ratio, max
     \b
     Example: nohup simnet train conceal --out runs/conceal --max-minutes 120 --threads 1 &
     """
+    from codec.levels import load_levels
     from codec.train_conceal import ConcealTrainConfig, train
     from codec.zoo import LEVELS_FILE, TOKENIZER_FILE, weights_dir
     from recovery import BASELINES, RecoveryError, get_method
@@ -232,8 +239,8 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, max_ratio, max
     _check_training_data()
     if crop % 16:
         raise UserError(f"--crop {crop}: must be a multiple of 16")
-    if fill not in BASELINES:
-        raise UserError(f"--fill {fill}: expected one of {', '.join(BASELINES)} (a fill that runs per crop)")
+    if fill not in (*BASELINES, "transformer"):
+        raise UserError(f"--fill {fill}: expected one of {', '.join(BASELINES)}, transformer (a fill that runs per crop)")
     if init is not None and not init.is_file():
         raise UserError(f"--init {init}: no such weights file")
     folder = Path(weights) if weights else weights_dir()
@@ -241,8 +248,16 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, max_ratio, max
         method = get_method(fill)
     except RecoveryError as e:
         raise UserError(f"--fill: {e}") from None
+    try:
+        levels = tuple(int(k) for k in train_levels.split(",") if k.strip())
+    except ValueError:
+        raise UserError(f"--train-levels {train_levels}: expected codebook sizes such as 1024 or 256,1024") from None
+    available = sorted(load_levels(folder / LEVELS_FILE))
+    if unknown := sorted(set(levels) - set(available)):
+        raise UserError(f"--train-levels: no level {unknown[0]} in {folder / LEVELS_FILE} "
+                        f"(it has {', '.join(map(str, available))})")
     cfg = ConcealTrainConfig(out=str(out), tokenizer=str(folder / TOKENIZER_FILE), levels=str(folder / LEVELS_FILE),
-                             steps=steps, decay_start=decay_start, batch=batch, crop=crop, lr=lr,
-                             max_ratio=max_ratio, max_minutes=max_minutes, init=str(init) if init else None,
+                             train_levels=levels, steps=steps, decay_start=decay_start, batch=batch, crop=crop, lr=lr,
+                             lost_weight=lost_weight, max_ratio=max_ratio, max_minutes=max_minutes, init=str(init) if init else None,
                              seed=seed, threads=threads, device=device, precision=precision)
     train(cfg, method.recover, log=lambda s: out_console.print(s, highlight=False))

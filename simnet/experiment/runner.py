@@ -30,6 +30,7 @@ from .scenario import Scenario
 from .setup import Setup
 
 EXAMPLE_FRAMES = 2  # frames whose decodes are saved as images for the report's grids
+FAST_PNG = 1  # zlib level of those working images: the report reads them back and compresses its own
 
 
 @dataclass
@@ -144,8 +145,8 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     if image_dir is not None:
         image_dir.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(encoded[:EXAMPLE_FRAMES]):
-            save_rgb(f.rgb, image_dir / f"f{i}-original.png")
-            save_rgb(f.lossless, image_dir / f"f{i}-lossless.png")
+            save_rgb(f.rgb, image_dir / f"f{i}-original.png", FAST_PNG)
+            save_rgb(f.lossless, image_dir / f"f{i}-lossless.png", FAST_PNG)
     for f in encoded if include_lossless else []:
         pixels = f.rgb.shape[0] * f.rgb.shape[1]
         writer.add({**base, "image": f.name, "seed": seed, "loss_rate_target": 0.0,
@@ -206,7 +207,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                   **colour_fields(f, chroma is not None)}
         lost = lossy.missing
         if image_dir is not None and i < EXAMPLE_FRAMES:
-            save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png")
+            save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)
         # one decode per distinct grid: methods that fill alike (none and neighbour on a frame
         # that lost every token), or a fill that restores the sent grid, share it
         decodes = {f.grid.indices.tobytes(): (f.lossless, f.lossless_quality, None)}
@@ -235,7 +236,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
             rows.append(({**common, "method": name, "token_accuracy": acc,
                           "psnr_drop": f.lossless_quality["psnr"] - q["psnr"]}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
-                save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png")
+                save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png", FAST_PNG)
     t0 = time.perf_counter()
     for record, q, pending in rows:  # a decode shared by several methods is waited for once
         writer.add({**record, **q, **(pending.result() if pending is not None else {})})
