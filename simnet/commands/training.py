@@ -35,6 +35,8 @@ def _check_training_data() -> None:
 @click.option("--max-minutes", type=float, default=0, help="Stop (resumably) after this long.")
 @click.option("--init", type=Path, default=None, help="Start from these weights (e.g. the shipped ones).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ssim-weight", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Weight of the (1 - SSIM) term beside L1 (serves structure: MS-SSIM, SSIMULACRA).")
 @click.option("--l2-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a squared-error term beside L1 and SSIM (serves PSNR).")
 @click.option("--chroma-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -65,7 +67,7 @@ def _check_training_data() -> None:
                    "A resumed or --init run keeps its model's.")
 @device_option()
 @precision_option()
-def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, l2_weight, chroma_weight,
+def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, ssim_weight, l2_weight, chroma_weight,
                     gan_weight, gan_start, disc_channels,
                     decoder_levels, restore_stats, train_only, best_by, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
@@ -94,7 +96,7 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
     cfg = TrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, crop=crop,
                       lr=lr, max_minutes=max_minutes, seed=seed, init=str(init) if init else None,
                       device=device, precision=precision,
-                      l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
+                      ssim_weight=ssim_weight, l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None,
                       restore_stats=restore_stats, best_by=best_by, gan_weight=gan_weight, gan_start=gan_start,
                       disc=DiscriminatorConfig(channels=disc_channels),
