@@ -47,12 +47,16 @@ def test_the_choice_goes_into_the_meta_and_the_first_line(tmp_path, capsys, tiny
     from simnet.cli import main
 
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    # a long CPU name: the line stays one line on a pipe (rich would break it at 80 columns)
+    monkeypatch.setattr(hardware, "_cpu_name", lambda: "Intel(R) Xeon(R) Platinum 8480+ Processor @ 2.0GHz")
     from test_run_report import scenario_text
 
     (tmp_path / "s.yaml").write_text(scenario_text(tiny_weights).replace("precision: fp32", "precision: auto"))
     assert main(["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path), "--no-pdf", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert err.splitlines()[0].startswith("compute: cpu (") and "fp32" in err.splitlines()[0]
+    first = err.splitlines()[0]
+    assert first.startswith("compute: cpu (Intel(R) Xeon(R) Platinum") and "fp32" in first
+    assert first.endswith("native bf16 no")
     meta = json.loads((tmp_path / "tiny.json").read_text())["meta"]
     assert meta["precision"] == "fp32" and meta["device"] == "cpu" and meta["cpu_capability"]
     assert meta["cpu_native_bf16"] is False and "--device=cpu" in meta["command"]

@@ -14,7 +14,9 @@ from codec.hardware import DEVICES, PRECISIONS
 
 from ..errors import UserError
 
-console = Console(stderr=True)  # progress and notes
+# progress and notes; one line each (soft_wrap): rich would otherwise break a line at 80 columns
+# when stderr is a file or a pipe, and a log or a caller reading lines would see two
+console = Console(stderr=True, soft_wrap=True)
 # results; written to a file or a pipe, tables keep their full width instead of rich's 80 columns
 out_console = Console(width=None if sys.stdout.isatty() else 200)
 
