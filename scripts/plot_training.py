@@ -105,9 +105,9 @@ def recovery(logs: list[Path], out: Path) -> None:
 
 def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | None) -> None:
     """Decoder fine-tunes side by side, each from step 0: training L1 and (where logged) the
-    discriminator's hinge loss; validation PSNR and CIEDE2000, with the starting decoder's figures
-    (`start`: PSNR, MS-SSIM, CIEDE2000) dashed."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    discriminator's hinge loss; validation PSNR, MS-SSIM and CIEDE2000, with the starting decoder's
+    figures (`start`: PSNR, MS-SSIM, CIEDE2000) dashed."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for i, path in enumerate(logs):
         train, val = read(path)
         name = path.parent.name
@@ -116,16 +116,18 @@ def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | No
         if gan:
             axes[0].plot([r["step"] for r in gan], [r["d_loss"] / 10 for r in gan], color=f"C{i}", ls=":", lw=1,
                          label=f"{name}: discriminator hinge loss / 10")
-        for ax, key in ((axes[1], "val_psnr"), (axes[2], "val_ciede2000")):
+        for ax, key in ((axes[1], "val_psnr"), (axes[2], "val_ms_ssim"), (axes[3], "val_ciede2000")):
             pts = [(r["step"], r[key]) for r in val if key in r]
             if pts:
                 ax.plot(*zip(*pts), "o-", color=f"C{i}", ms=4, label=name)
     if start is not None:
         axes[1].axhline(start[0], color="gray", ls="--", lw=1, label="shipped decoder")
-        axes[2].axhline(start[2], color="gray", ls="--", lw=1, label="shipped decoder")
+        axes[2].axhline(start[1], color="gray", ls="--", lw=1, label="shipped decoder")
+        axes[3].axhline(start[2], color="gray", ls="--", lw=1, label="shipped decoder")
     axes[0].set_ylabel("training L1 (dotted: discriminator loss / 10)")
     axes[1].set_ylabel("validation PSNR, dB (BSDS500 val, 24)")
-    axes[2].set_ylabel("validation mean CIEDE2000 (lower is better)")
+    axes[2].set_ylabel("validation MS-SSIM")
+    axes[3].set_ylabel("validation mean CIEDE2000 (lower is better)")
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
