@@ -90,3 +90,18 @@ def test_a_run_with_conceal_methods(tmp_path, conceal_weights):
                 assert a["psnr"] == b["psnr"]  # nothing lost: the lossless decode
     assert any(recs["neighbour"]["psnr"] != recs["neighbour+conceal"]["psnr"]
                for recs in by.values() if "neighbour" in recs and recs["neighbour"]["loss_rate_tokens"] > 0)
+
+
+def test_training_options_that_cannot_work_are_one_line(tmp_path, tiny_weights, capsys, monkeypatch):
+    """A level the codec lacks, a level list that is not numbers, and transformer fills from a
+    transformer trained for another codec: each refused before any training."""
+    (tmp_path / "data" / "bsds500").mkdir(parents=True)
+    monkeypatch.setenv("SIMNET_DATA", str(tmp_path / "data"))
+    base = ["train", "conceal", "--out", str(tmp_path / "run"), "--weights", str(tiny_weights)]
+    for extra, expected in ((["--train-levels", "99"], "--train-levels: no level 99"),
+                            (["--train-levels", "a"], "--train-levels a: expected codebook sizes"),
+                            (["--fill", "transformer"], "--fill transformer: the shipped transformer was trained for another codec")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "run").exists()
