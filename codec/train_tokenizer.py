@@ -90,6 +90,10 @@ class CropSampler:
                 scale = 768 / long_side
                 size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
                 self.images.append(np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS)))
+        # a panorama reduced to 768 px can be shorter than a large crop: it cannot give one
+        self.images = [rgb for rgb in self.images if min(rgb.shape[:2]) >= crop]
+        if not self.images:
+            raise TrainingSetupError(f"--crop {crop}: no training image is at least {crop} px on its short side")
 
     def batch(self, n: int) -> torch.Tensor:
         out = np.empty((n, self.crop, self.crop, 3), dtype=np.uint8)

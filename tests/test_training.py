@@ -193,3 +193,15 @@ def test_conceal_training_learns_the_mask_logs_both_decoders_and_resumes(tmp_pat
     cfg.steps = 4
     tc.train(cfg, get_method("neighbour").recover, log=lines.append)
     assert any(line.startswith("resumed from") and line.endswith("at step 3") for line in lines)
+
+
+def test_crops_skip_pictures_smaller_than_the_crop(tmp_path):
+    from codec.train_tokenizer import CropSampler, TrainingSetupError
+
+    rng = np.random.default_rng(0)
+    for name, shape in (("big.png", (80, 96, 3)), ("strip.png", (40, 200, 3))):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / name)
+    sampler = CropSampler([tmp_path / "big.png", tmp_path / "strip.png"], 64, seed=1)
+    assert len(sampler.images) == 1 and sampler.batch(5).shape == (5, 3, 64, 64)
+    with pytest.raises(TrainingSetupError, match="--crop 128: no training image is at least 128 px"):
+        CropSampler([tmp_path / "strip.png", tmp_path / "big.png"], 128, seed=1)

@@ -235,6 +235,7 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, 
     """
     from codec.levels import load_levels
     from codec.train_conceal import ConcealTrainConfig, train
+    from codec.train_tokenizer import TrainingSetupError
     from codec.zoo import LEVELS_FILE, TOKENIZER_FILE, weights_dir
     from recovery import BASELINES, RecoveryError, get_method
 
@@ -267,4 +268,7 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, 
                              train_levels=levels, steps=steps, decay_start=decay_start, batch=batch, crop=crop, lr=lr,
                              lost_weight=lost_weight, max_ratio=max_ratio, max_minutes=max_minutes, init=str(init) if init else None,
                              seed=seed, threads=threads, device=device, precision=precision)
-    train(cfg, method.recover, log=lambda s: out_console.print(s, highlight=False))
+    try:
+        train(cfg, method.recover, log=lambda s: out_console.print(s, highlight=False))
+    except TrainingSetupError as e:
+        raise UserError(str(e)) from None
