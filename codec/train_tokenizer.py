@@ -26,6 +26,7 @@ from .images import load_rgb, training_images, validation_images
 from .metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
 from .hardware import Compute, resolve
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
+from .tokens import draw_mask, neighbour_fill
 from .training import NO_BEST, RunConfig
 
 
@@ -49,7 +50,14 @@ class TrainConfig(RunConfig):
     decoder_only_levels: str | None = None
     restore_stats: bool = False  # give the decoder a RestoringNorm at its output (codec/tokenizer.py)
     train_only: tuple[str, ...] = ()  # parameter-name prefixes to train; empty: all that may train
-    best_by: str = "psnr"  # what picks best.safetensors: "psnr", "ciede2000" or "last" (latest validation)
+    best_by: str = "psnr"  # what picks best.safetensors: "psnr", "ciede2000", "lossy" or "last" (latest validation)
+    # training under token loss (Grace, NSDI 2024, for VQ tokens): each crop is also decoded with a
+    # random share of its tokens (up to loss_aware_max) lost and filled as the receiver's
+    # `neighbour` fills them, and that decode's reconstruction loss counts loss_aware times. The
+    # fill passes its gradient to the received tokens around a lost one, so the encoder, not only
+    # the decoder, learns to leave in a token's neighbours what its loss takes away
+    loss_aware: float = 0.0
+    loss_aware_max: float = 0.5
     # the VQGAN adversarial term (codec/discriminator.py): 0 = off. The discriminator trains from
     # the first step; the generator's term counts from step `gan_start` on (a discriminator that
     # has not yet learned anything only adds noise), weighted by gan_weight x the adaptive balance
@@ -141,12 +149,25 @@ class LevelQuantizer:
         return zq.contiguous(memory_format=torch.channels_last), idx
 
 
+VAL_LOSS = 0.2  # validation also decodes each image with this share of its tokens lost at random
+
+
+def lose_at_random(idx: torch.Tensor, ratio: float, seed: int) -> torch.Tensor:
+    """(1, h, w) indices -> (1, h, w) bool: round(ratio * h * w) positions lost, drawn by `seed`."""
+    n = idx.numel()
+    lost = np.zeros(n, bool)
+    lost[np.random.default_rng(seed).choice(n, round(ratio * n), replace=False)] = True
+    return torch.from_numpy(lost.reshape(idx.shape))
+
+
 @torch.no_grad()
 def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None,
              compute: Compute | None = None) -> dict:
+    """PSNR, MS-SSIM, CIEDE2000 and codebook use of the decodes; and the PSNR with 20% of the
+    tokens lost at random and filled by `neighbour` (the same positions at every validation)."""
     compute = compute or resolve("cpu")
     model.eval()
-    psnrs, msssims, colour = [], [], []
+    psnrs, msssims, colour, lossy = [], [], [], []
     used = torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -155,13 +176,18 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
         with compute.autocast():
             z = model.encode_latent(xp)
         if quantizer is None:
-            _, _, idx = model.quantize(z.float())
-            with compute.autocast():
-                y = model.decode_indices(idx)
+            zq, _, idx = model.quantize(z.float())
+            codebook = model.quantize.embedding.weight
         else:
             zq, idx = quantizer(z)
-            with compute.autocast():
-                y = model.decode_code(zq)
+            codebook = quantizer.levels[quantizer.sizes[-1]].codebook
+        with compute.autocast():
+            y = model.decode_code(zq)
+        filled, _ = neighbour_fill(zq.float(), lose_at_random(idx, VAL_LOSS, len(lossy)).to(zq.device), codebook)
+        with compute.autocast():
+            y_lost = model.decode_code(filled.contiguous(memory_format=torch.channels_last))
+        y_lost = torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255
+        lossy.append(psnr(to_unit(x), y_lost).item())
         idx = idx.cpu()
         y = torch.round(to_unit(y.float().cpu()[..., :h, :w]) * 255) / 255
         psnrs.append(psnr(to_unit(x), y).item())
@@ -173,17 +199,18 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
     p = used.double() / used.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
     return {"val_psnr": float(np.mean(psnrs)), "val_ms_ssim": float(np.mean(msssims)),
-            "val_ciede2000": float(np.mean(colour)),
+            "val_ciede2000": float(np.mean(colour)), f"val_psnr_{VAL_LOSS:g}": float(np.mean(lossy)),
             "val_codes_used": int((used > 0).sum()), "val_entropy_bits": entropy}
 
 
-def _training_state(model, optimizer, step, best, sampler, cfg, adversary=None) -> dict:
+def _training_state(model, optimizer, step, best, sampler, mask_rng, cfg, adversary=None) -> dict:
     extra = {} if adversary is None else {"discriminator": adversary[0].state_dict(),
                                           "discriminator_optimizer": adversary[1].state_dict()}
     return {**extra, "model": model.state_dict(), "ema_count": model.quantize.ema_count,
             "ema_sum": model.quantize.ema_sum, "unused_steps": model.quantize.unused_steps,
             "optimizer": optimizer.state_dict(), "step": step,
             "best_val_psnr": best, "sampler_rng": sampler.rng.bit_generator.state,
+            "mask_rng": mask_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
 
 
@@ -213,10 +240,12 @@ def _load_model_state(state: dict, model: VQModel) -> None:
     model.quantize.initialised.fill_(True)
 
 
-def _resume(state: dict, optimizer, sampler: CropSampler) -> tuple[int, float]:
+def _resume(state: dict, optimizer, sampler: CropSampler, mask_rng: np.random.Generator) -> tuple[int, float]:
     """Put last.pt's optimizer and generators back; -> (step, best validation PSNR)."""
     optimizer.load_state_dict(state["optimizer"])
     sampler.rng.bit_generator.state = state["sampler_rng"]
+    if "mask_rng" in state:  # runs from before loss-aware training have none
+        mask_rng.bit_generator.state = state["mask_rng"]
     torch.set_rng_state(state["torch_rng"])
     return state["step"], state["best_val_psnr"]
 
@@ -249,7 +278,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     val_images = [load_rgb(p) for p in validation_images()[: cfg.val_images]]
-    step, best = _resume(state, optimizer, sampler) if state is not None else (0, NO_BEST)
+    mask_rng = np.random.default_rng(cfg.seed + 7)
+    step, best = _resume(state, optimizer, sampler, mask_rng) if state is not None else (0, NO_BEST)
     if state is not None:
         log(f"resumed from {run.state_path} at step {step}")
     (run.out / "config.json").write_text(json.dumps(
@@ -279,7 +309,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     def train_step(lr: float) -> dict[str, float]:
         x = sampler.batch(cfg.batch).to(dev).contiguous(memory_format=torch.channels_last)
-        if quantizer is None:
+        y_lost = None
+        if quantizer is None and cfg.loss_aware:
+            x.requires_grad_(input_grad)
+            with compute.autocast():
+                z = model.encode_latent(x)
+            zq, vq_loss, idx = model.quantize(z)
+            lost = torch.from_numpy(np.stack([
+                draw_mask(mask_rng, *idx.shape[1:], float(mask_rng.uniform(0.02, cfg.loss_aware_max)))
+                for _ in range(len(idx))])).to(dev)
+            filled, _ = neighbour_fill(zq, lost, model.quantize.embedding.weight)
+            with compute.autocast():
+                y, y_lost = model.decode_code(torch.cat([zq, filled]).contiguous(memory_format=torch.channels_last)).chunk(2)
+        elif quantizer is None:
             x.requires_grad_(input_grad)
             with compute.autocast():
                 y, vq_loss, idx = model(x)
@@ -300,10 +342,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
         loss = l1 + cfg.ssim_weight * (1 - s) + vq_loss
         if cfg.l2_weight:
             loss = loss + cfg.l2_weight * (y - x).pow(2).mean()
+        extra = {}
+        if y_lost is not None:
+            y_lost = y_lost.float()
+            lossy = (y_lost - x).abs().mean() + cfg.ssim_weight * (1 - ssim(to_unit(y_lost), to_unit(x)).mean()) \
+                + cfg.l2_weight * (y_lost - x).pow(2).mean()
+            loss = loss + cfg.loss_aware * lossy
+            extra["lossy"] = lossy.item()
         chroma = chroma_l1(y, x)
         if cfg.chroma_weight:
             loss = loss + cfg.chroma_weight * chroma
-        extra = {}
         adversarial = adversary is not None and counter["step"] >= cfg.gan_start
         if adversarial:
             disc = adversary[0]
@@ -312,7 +360,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 g_loss = generator_loss(disc(y).float())
             weight = cfg.gan_weight * adaptive_weight(loss - vq_loss, g_loss, last_layer)
             loss = loss + weight * g_loss
-            extra = {"g_loss": g_loss.item(), "gan_weight": weight.item()}
+            extra.update(g_loss=g_loss.item(), gan_weight=weight.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -348,7 +396,9 @@ def train(cfg: TrainConfig, log=print) -> Path:
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
                     validate=lambda: validate(model, val_images, quantizer, compute),
                     score=lambda rec: {"psnr": rec["val_psnr"], "ciede2000": -rec["val_ciede2000"],
+                                       "lossy": (rec["val_psnr"] + rec[f"val_psnr_{VAL_LOSS:g}"]) / 2,
                                        "last": rec["step"]}[cfg.best_by],
                     save_best=save_best,
-                    snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, cfg, adversary),
+                    snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, mask_rng, cfg,
+                                                                adversary),
                     val_every=cfg.val_every, window_extra=perplexity)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from codec.tokens import LossyTokenGrid, nearest_codes
+from codec.tokens import LossyTokenGrid, nearest_codes, neighbour_fill
 
 from .base import check_inputs
 
@@ -37,22 +36,10 @@ class NeighbourRecovery:
     def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
         check_inputs(lossy, codebook)
         out = lossy.grid.indices.copy()
-        missing = lossy.missing.copy()
-        if not missing.any():
+        if not lossy.missing.any():
             return out
-        if missing.all():
-            return NoneRecovery().recover(lossy, codebook)
-        kernel = torch.ones(1, 1, 3, 3)
-        kernel[0, 0, 1, 1] = 0
-        while missing.any():
-            known = torch.from_numpy(~missing).float()[None, None]
-            vectors = codebook.float()[torch.from_numpy(out)].permute(2, 0, 1)[None] * known
-            sums = F.conv2d(vectors, kernel.expand(vectors.shape[1], 1, 3, 3), padding=1,
-                            groups=vectors.shape[1])[0]
-            counts = F.conv2d(known, kernel, padding=1)[0, 0]
-            ready = torch.from_numpy(missing) & (counts > 0)
-            ys, xs = torch.nonzero(ready, as_tuple=True)
-            means = (sums[:, ys, xs] / counts[ys, xs]).t()
-            out[ys.numpy(), xs.numpy()] = nearest_codes(means, codebook).numpy()
-            missing[ys.numpy(), xs.numpy()] = False
+        vectors = codebook.float()[torch.from_numpy(out)].permute(2, 0, 1)[None]
+        with torch.no_grad():
+            _, filled = neighbour_fill(vectors, torch.from_numpy(lossy.missing)[None], codebook)
+        out[lossy.missing] = filled[0].numpy()[lossy.missing]
         return out

@@ -60,6 +60,8 @@ def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
     (lambda t, w: ["mqtt", "receive", "--recovery", "magic"], "unknown recovery method"),
     (lambda t, w: ["train", "levels", "--tokenizer", str(t / "x"), "--out", str(t / "l"),
                    "--target-bits", "512=8"], "not among --sizes"),
+    (lambda t, w: ["train", "tokenizer", "--out", str(t / "r"), "--loss-aware", "1",
+                   "--decoder-only", w[1] + "/levels.safetensors"], "cannot go with --decoder-only"),
 ])
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, tiny_weights, tiny_codec,
                                                sample_rgb, make_args, fragment):

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask
+from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask, neighbour_fill
 from recovery import RecoveryError, get_method
 from recovery.baselines import NeighbourRecovery, NoneRecovery
 from recovery.train_transformer import (RecoveryTrainConfig, neighbour_reference, train, validate,
@@ -42,6 +42,41 @@ def test_neighbour_restores_a_flat_region_and_fills_holes_inwards():
     miss[2:8, 2:8] = True  # a hole with no known neighbour at its centre
     out = NeighbourRecovery().recover(lossy(idx, miss, 64), cb)
     assert (out == 7).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_batched_neighbour_fill_fills_each_grid_as_alone(b, h, w, seed):
+    """The batched fill that training uses gives each grid the codes it gets alone (as the
+    receiver's `neighbour` fills it), keeps received vectors and marks only lost positions.
+    Received vectors are drawn off the codebook: the mean of two codes is equally near both, and
+    which wins such a tie depends on the rounding of the batch's products."""
+    rng = np.random.default_rng(seed)
+    cb = torch.from_numpy(rng.normal(size=(64, 4))).float()
+    vectors = torch.from_numpy(rng.normal(size=(b, 4, h, w))).float()
+    lost = torch.from_numpy(rng.random((b, h, w)) < rng.random())
+    filled, codes = neighbour_fill(vectors, lost, cb)
+    for i in range(b):
+        alone, alone_codes = neighbour_fill(vectors[i:i + 1], lost[i:i + 1], cb)
+        assert torch.equal(codes[i], alone_codes[0]) and torch.equal(filled[i], alone[0])
+    assert torch.equal(codes >= 0, lost)
+    assert torch.equal(filled.permute(0, 2, 3, 1)[~lost], vectors.permute(0, 2, 3, 1)[~lost])
+    assert torch.equal(filled.permute(0, 2, 3, 1)[lost], cb[codes[lost]])
+
+
+def test_neighbour_fill_passes_its_gradient_to_the_neighbours_it_averages():
+    cb = torch.randn(32, 4)
+    vectors = cb[torch.randint(0, 32, (1, 5, 5))].permute(0, 3, 1, 2).clone().requires_grad_(True)
+    lost = torch.zeros(1, 5, 5, dtype=torch.bool)
+    lost[0, 2, 2] = True
+    filled, _ = neighbour_fill(vectors, lost, cb)
+    filled[0, :, 2, 2].sum().backward()
+    touched = vectors.grad.abs().sum(1)[0] > 0
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[1:4, 1:4] = True
+    expected[2, 2] = False  # the lost token's own vector was never received
+    assert torch.equal(touched, expected)
+    assert torch.allclose(vectors.grad[0, :, 1, 1], torch.full((4,), 1 / 8))
 
 
 def test_baselines_reject_bad_inputs():

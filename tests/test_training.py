@@ -105,6 +105,32 @@ def test_tokenizer_training_runs_logs_and_resumes(tmp_path, noise_photos):
     assert [r["step"] for r in records if "val_psnr" in r] == [2, 4, 6]
 
 
+def test_loss_aware_training_decodes_lost_grids_logs_them_and_resumes(tmp_path, noise_photos, tiny_weights):
+    """--loss-aware: the lossy decode's loss is logged and trains the encoder too; validation
+    scores 20% of tokens lost; the mask generator resumes where it stopped."""
+    import codec.train_tokenizer as tt
+    from codec.checkpoint import load_tokenizer
+
+    start = tiny_weights / "tokenizer.safetensors"
+    initial, _ = load_tokenizer(start)
+    cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=3, decay_start=2, warmup=1, batch=2, crop=64,
+                         threads=1, val_every=3, lr=1e-3, init=str(start), loss_aware=1.0, best_by="lossy")
+    lines = []
+    trained, info = load_tokenizer(tt.train(cfg, log=lines.append))
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["lossy"] > 0 for r in records if "loss" in r)
+    assert records[-1]["val_psnr_0.2"] < records[-1]["val_psnr"]  # a fifth of the tokens guessed
+    assert not torch.allclose(initial.state_dict()["encoder.conv_in.weight"],
+                              trained.state_dict()["encoder.conv_in.weight"])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    resumed = np.random.default_rng()
+    resumed.bit_generator.state = state["mask_rng"]
+    assert resumed.random() != np.random.default_rng(cfg.seed + 7).random()  # masks were drawn
+    cfg.steps = 4
+    tt.train(cfg, log=lines.append)
+    assert any(line.startswith("resumed from") for line in lines)
+
+
 def test_chroma_term_sees_colour_not_brightness():
     from codec.train_tokenizer import chroma_l1
 

@@ -58,9 +58,17 @@ def _check_training_data() -> None:
 @click.option("--train-only", default="", metavar="PREFIXES",
               help="Comma-separated parameter-name prefixes (e.g. decoder.norm_out,decoder.conv_out): "
                    "train only these, the rest frozen.")
-@click.option("--best-by", type=click.Choice(["psnr", "ciede2000", "last"]), default="psnr", show_default=True,
-              help="What picks best.safetensors: highest validation PSNR, lowest mean CIEDE2000, or the "
-                   "latest validation (for adversarial runs, which trade PSNR for sharpness).")
+@click.option("--loss-aware", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Train under token loss: each crop is also decoded with random tokens lost and "
+                   "filled as `neighbour` fills them, and that decode's loss counts this many times; "
+                   "encoder and decoder both learn from it. 0 = off.")
+@click.option("--loss-aware-max", type=click.FloatRange(min=0.02, max=0.95), default=0.5, show_default=True,
+              help="With --loss-aware: the share of lost tokens is drawn uniformly up to this.")
+@click.option("--best-by", type=click.Choice(["psnr", "ciede2000", "lossy", "last"]), default="psnr",
+              show_default=True,
+              help="What picks best.safetensors: highest validation PSNR, lowest mean CIEDE2000, the "
+                   "highest mean of the PSNR lossless and with 20% of tokens lost (for --loss-aware), or "
+                   "the latest validation (for adversarial runs, which trade PSNR for sharpness).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--norm-groups", type=click.IntRange(min=1), default=32, show_default=True,
               help="GroupNorm groups of a new model (taming's 32; at ch=32 that is one channel a group). "
@@ -69,7 +77,7 @@ def _check_training_data() -> None:
 @precision_option()
 def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, ssim_weight, l2_weight, chroma_weight,
                     gan_weight, gan_start, disc_channels,
-                    decoder_levels, restore_stats, train_only, best_by, threads, norm_groups, device, precision):
+                    decoder_levels, restore_stats, train_only, loss_aware, loss_aware_max, best_by, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -78,6 +86,8 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
     from codec.discriminator import DiscriminatorConfig
     from codec.train_tokenizer import TrainConfig, TrainingSetupError, train
 
+    if loss_aware and decoder_levels is not None:
+        raise UserError("--loss-aware trains the encoder with the decoder: it cannot go with --decoder-only")
     _check_training_data()
     if crop % 16:
         raise UserError(f"--crop {crop}: must be a multiple of 16")
@@ -98,7 +108,8 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
                       device=device, precision=precision,
                       ssim_weight=ssim_weight, l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None,
-                      restore_stats=restore_stats, best_by=best_by, gan_weight=gan_weight, gan_start=gan_start,
+                      restore_stats=restore_stats, best_by=best_by, loss_aware=loss_aware,
+                      loss_aware_max=loss_aware_max, gan_weight=gan_weight, gan_start=gan_start,
                       disc=DiscriminatorConfig(channels=disc_channels),
                       train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()))
     try:
