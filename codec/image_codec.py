@@ -51,6 +51,9 @@ class ImageCodec:
         self.max_tile_tokens, self.tile_tokens, self.tile_overlap = 64 * 64, 64, 8
         self.checksum = checksum  # hex sha256 over the weights files
         self.tokenizer_checksum = tokenizer_checksum or checksum  # of the tokenizer file alone
+        # the folder the weights came from (codec.zoo.load_codec): models trained on this codec's
+        # token grids may sit beside them
+        self.weights_folder: Path | None = None
         if threads:
             torch.set_num_threads(threads)
 

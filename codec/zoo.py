@@ -36,6 +36,7 @@ def load_codec(folder: Path | None = None, precision: str = "auto", device: str 
     `device` as in codec.hardware.resolve."""
     tokenizer, levels = _files(folder)
     codec = ImageCodec.from_files(tokenizer, levels, precision=precision, device=device)
+    codec.weights_folder = tokenizer.parent
     conceal = tokenizer.parent / CONCEAL_FILE
     if conceal.is_file():
         from .conceal import ConcealError, load_concealer

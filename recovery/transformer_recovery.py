@@ -147,15 +147,20 @@ class TransformerRecovery:
             logits = self.net(tiles_idx.to(dev), tiles_miss.to(dev), level, at=at.to(dev)).float().cpu()
         return logits, positions
 
-    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
-        check_inputs(lossy, codebook)
-        level = lossy.grid.level
+    def check_codebook(self, level: int, codebook: torch.Tensor) -> None:
+        """Refuse a level or a codebook the model was not trained with (another codec's indices
+        mean other pictures)."""
         if level not in self.model.config.levels:
             raise RecoveryError(f"the transformer was trained for levels {list(self.model.config.levels)}, "
                                 f"not {level}")
         if not self.model.codebook_matches(level, codebook):
             raise RecoveryError(f"the transformer was trained with another codebook at level {level} "
                                 "(its weights belong to a different codec)")
+
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
+        check_inputs(lossy, codebook)
+        level = lossy.grid.level
+        self.check_codebook(level, codebook)
         side = self.model.config.max_side
         if max(lossy.grid.shape) > side:
             raise RecoveryError(f"grid {lossy.grid.shape} exceeds the transformer's {side}x{side} tokens")

@@ -205,3 +205,43 @@ def test_eval_under_packet_loss_can_lose_the_colour_too(tmp_path, capsys, tiny_w
                 "--weights", str(tiny_weights)], capsys)[0] == 0
     recs = [r for r in json.loads(out.read_text())["records"] if r["method"] == "none"]
     assert len(recs) == 6 and {r["colour_received"] for r in recs} == {True, False}
+
+
+def test_a_transformer_beside_the_codec_weights_is_the_one_eval_uses(tmp_path, capsys, tiny_weights, sample_rgb,
+                                                                       monkeypatch):
+    """A weights folder can carry the transformer trained on its token grids: `--weights` then
+    loads it (the shipped one would refuse this codec's codebooks), unless
+    SIMNET_TRANSFORMER_WEIGHTS names another."""
+    import json
+    import shutil
+
+    import torch
+
+    from codec.safe_weights import file_checksum
+    from codec.zoo import load_codec
+    from recovery.transformer import MaskedTokenTransformer, TransformerConfig
+    from recovery.transformer_recovery import WEIGHTS_ENV, save_transformer
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    folder = tmp_path / "codec"
+    shutil.copytree(tiny_weights, folder)
+    codec = load_codec(folder, precision="fp32")
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(TransformerConfig(levels=(16, 64), n_layer=1, n_head=2, n_embd=32,
+                                                     max_side=16, code_dim=codec.levels[64].codebook.shape[1]))
+    model.set_codebooks({k: codec.levels[k].codebook for k in (16, 64)})
+    save_transformer(model, folder / "transformer.safetensors")
+    (tmp_path / "imgs").mkdir()
+    save_rgb(sample_rgb, tmp_path / "imgs" / "a.png")
+    args = ["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0.2", "--no-baselines",
+            "--methods", "neighbour,transformer", "--weights", str(folder), "--precision", "fp32"]
+    code, _, err = run(args + ["--json", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    checksums = json.loads((tmp_path / "r.json").read_text())["meta"]["model_checksums"]
+    assert checksums["transformer"] == file_checksum(folder / "transformer.safetensors")
+    # the shipped transformer, named explicitly, knows other codebooks: refused in one line
+    from recovery.transformer_recovery import WEIGHTS
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(WEIGHTS))
+    code, _, err = run(args, capsys)
+    assert code == 2 and "codebook" in err and len(err.strip().splitlines()) == 1

@@ -127,16 +127,14 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
     """
     import asyncio
 
-    from recovery import get_method
-
     from ..mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
 
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     codec = load_codec_at(weights, None, precision, device)
-    from ..experiment.setup import check_concealer
+    from ..experiment.setup import check_concealer, recovery_for
 
     check_concealer(codec, [recovery])
-    method = get_method(recovery, precision=codec.precision, device=codec.device)
+    method = recovery_for(recovery, codec)
     say_compute(codec.compute)
     receiver = StreamReceiver(codec, method, deadline / 1e3, stream, save)
     server = None

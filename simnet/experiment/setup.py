@@ -3,12 +3,13 @@ checked, the recovery methods loaded, and the checksums that name every model in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from codec.image_codec import ImageCodec
 from codec.zoo import available_levels, load_codec
-from recovery import Recovery, conceals, get_method
+from recovery import Recovery, RecoveryError, conceals, get_method
 
 from ..errors import UserError
 from .metrics import MetricSet
@@ -50,8 +51,32 @@ def prepare(weights: Path | None, precision: str, level: int, methods: list[str]
     codec = load_codec(weights, precision, device)
     check_level(level, codec.level_sizes, where)
     check_concealer(codec, methods)
-    recoveries = {spec: get_method(spec, precision=codec.precision, device=codec.device) for spec in methods}
+    recoveries = {spec: recovery_for(spec, codec) for spec in methods}
+    for spec, method in recoveries.items():
+        check = getattr(method, "check_codebook", None)
+        if check is None:
+            continue
+        try:
+            check(level, codec.codebook(level))
+        except RecoveryError as e:
+            raise UserError(f"{spec}: {e}; the transformer trained on this codec's token grids goes beside "
+                            f"its weights as {TRANSFORMER_FILE}") from None
     return Setup(codec, level, recoveries)
+
+
+TRANSFORMER_FILE = "transformer.safetensors"
+
+
+def recovery_for(spec: str, codec: ImageCodec) -> Recovery:
+    """The recovery method `spec` for `codec`, on its device and precision. A transformer trained on
+    this codec's token grids that sits beside its weights (TRANSFORMER_FILE) is the transformer's,
+    unless SIMNET_TRANSFORMER_WEIGHTS names one; otherwise the shipped transformer, which refuses
+    another codec's codebooks in one line."""
+    from recovery.transformer_recovery import WEIGHTS_ENV
+
+    beside = codec.weights_folder / TRANSFORMER_FILE if codec.weights_folder else None
+    own = {"weights": beside} if beside and beside.is_file() and not os.environ.get(WEIGHTS_ENV) else {}
+    return get_method(spec, precision=codec.precision, device=codec.device, **own)
 
 
 def check_concealer(codec: ImageCodec, specs: list[str]) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from recovery import get_method
-
 from ..experiment.frames import image_frames
 from ..experiment.scenario import load_scenario
+from ..experiment.setup import recovery_for
 from ..network.config import ChannelConfig
 from .receiver import StreamReceiver, receive_stream, serve_live_view
 from .sender import LiveChannel, send_stream
@@ -29,7 +28,7 @@ def demo_channel(loss: float, seed: int = 0) -> LiveChannel:
 async def run_demo(codec, frames: int, fps: float, loss: float, recovery: str, view_port: int,
                    size: tuple[int, int], log=print, level: int = 1024) -> dict:
     # missing weights fail here, before a broker is running
-    method = get_method(recovery, precision=codec.precision, device=codec.device)
+    method = recovery_for(recovery, codec)
     broker = await EmbeddedBroker().start()
     options = ConnectionOptions(broker.host, broker.port)
     receiver = StreamReceiver(codec, method, deadline=0.15, stream="demo")
