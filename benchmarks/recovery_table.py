@@ -19,9 +19,10 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared/data/kodak"
 
 
 def run_eval(images: str, level: int, loss: str, methods: str, path: Path, burst: float | None,
-             limit: int | None, weights: str | None, seeds: int = 1) -> dict:
+             limit: int | None, weights: str | None, seeds: int = 1, precision: str = "auto") -> dict:
     cmd = [sys.executable, "-m", "simnet.cli", "eval", "--images", images, "--codebook", str(level),
-           "--loss", loss, "--methods", methods, "--no-baselines", "--json", str(path), "--seeds", str(seeds)]
+           "--loss", loss, "--methods", methods, "--no-baselines", "--json", str(path), "--seeds", str(seeds),
+           "--precision", precision]
     if burst is not None:
         cmd += ["--burst", str(burst)]
     if limit:
@@ -77,17 +78,19 @@ def main(argv=None):
                     help="Loss patterns per image for the packet rows (24 packets an image: few events).")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N images.")
     ap.add_argument("--weights", default=None, help="Codec weights folder (default: the shipped ones).")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="As simnet eval's (fp32: the same figures on every CPU).")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, level in enumerate(int(v) for v in args.levels.split(",")):
         doc = run_eval(args.images, level, args.loss if i == 0 else args.loss_other, args.methods,
-                       out / f"random-k{level}.json", None, args.limit, args.weights)
+                       out / f"random-k{level}.json", None, args.limit, args.weights, precision=args.precision)
         lines += table(doc, f"K = {level}, tokens lost at random") + [""]
     base = int(args.levels.split(",")[0])
     doc = run_eval(args.images, base, args.loss, args.methods, out / f"packets-k{base}.json", args.burst,
-                   args.limit, args.weights, args.packet_seeds)
+                   args.limit, args.weights, args.packet_seeds, args.precision)
     lines += table(doc, f"K = {base}, whole packets lost (Gilbert-Elliott, mean burst {args.burst:g} "
                         "packets, through the interleaving)")
     text = "\n".join(lines)

@@ -106,7 +106,9 @@ def recovery(logs: list[Path], out: Path) -> None:
 def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | None) -> None:
     """Decoder fine-tunes side by side, each from step 0: training L1 and (where logged) the
     discriminator's hinge loss; validation PSNR, MS-SSIM and CIEDE2000, with the starting decoder's
-    figures (`start`: PSNR, MS-SSIM, CIEDE2000) dashed."""
+    figures (`start`: PSNR, MS-SSIM, CIEDE2000 and, optionally, PSNR with 20% of tokens lost)
+    dashed. Runs that log the PSNR with 20% of tokens lost (loss-aware training) draw it beside
+    their lossless PSNR, square markers."""
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for i, path in enumerate(logs):
         train, val = read(path)
@@ -120,10 +122,15 @@ def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | No
             pts = [(r["step"], r[key]) for r in val if key in r]
             if pts:
                 ax.plot(*zip(*pts), "o-", color=f"C{i}", ms=4, label=name)
+        lossy = [(r["step"], r["val_psnr_0.2"]) for r in val if "val_psnr_0.2" in r]
+        if lossy:
+            axes[1].plot(*zip(*lossy), "s--", color=f"C{i}", ms=4, label=f"{name}: 20% of tokens lost")
     if start is not None:
         axes[1].axhline(start[0], color="gray", ls="--", lw=1, label="shipped decoder")
         axes[2].axhline(start[1], color="gray", ls="--", lw=1, label="shipped decoder")
         axes[3].axhline(start[2], color="gray", ls="--", lw=1, label="shipped decoder")
+        if len(start) > 3:
+            axes[1].axhline(start[3], color="gray", ls=":", lw=1, label="shipped, 20% of tokens lost")
     axes[0].set_ylabel("training L1 (dotted: discriminator loss / 10)")
     axes[1].set_ylabel("validation PSNR, dB (BSDS500 val, 24)")
     axes[2].set_ylabel("validation MS-SSIM")
@@ -144,7 +151,8 @@ def main(argv=None):
     ap.add_argument("--compare", type=Path, nargs="*", default=[],
                     help="tokenizer: logs drawn from step 0 (other designs), beside the chained runs")
     ap.add_argument("--start", default=None,
-                    help="finetune: the starting decoder's validation PSNR,MS-SSIM,CIEDE2000 (dashed)")
+                    help="finetune: the starting decoder's validation PSNR,MS-SSIM,CIEDE2000[,PSNR with "
+                         "20%% of tokens lost] (dashed)")
     args = ap.parse_args(argv)
     if args.kind == "finetune":
         finetune(args.logs, args.out, tuple(float(v) for v in args.start.split(",")) if args.start else None)
