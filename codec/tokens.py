@@ -118,6 +118,16 @@ def neighbour_fill(vectors: torch.Tensor, lost: torch.Tensor, codebook: torch.Te
     return out, indices
 
 
+def random_token_mask(shape: tuple[int, int], rate: float, seed: int | np.random.Generator) -> np.ndarray:
+    """Exactly round(rate * n) positions lost, chosen uniformly with `seed` (a seed, or a generator
+    to draw from)."""
+    n = shape[0] * shape[1]
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=int(round(rate * n)), replace=False)] = True
+    return mask.reshape(shape)
+
+
 MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
 
 

@@ -26,7 +26,7 @@ from .images import load_rgb, to_tensor, training_images, validation_images
 from .metrics import psnr, ssim, to_unit
 from .safe_weights import file_checksum
 from .tokenizer import pad_to_multiple
-from .tokens import LossyTokenGrid, TokenGrid, draw_mask
+from .tokens import LossyTokenGrid, TokenGrid, draw_mask, random_token_mask
 from .train_tokenizer import CropSampler, LevelQuantizer
 from .training import NO_BEST, RunConfig
 
@@ -80,9 +80,7 @@ def _validation_set(images, quantizer: LevelQuantizer, encoder, fill: Fill, rati
         cases = {}
         for r in ratios:
             h, w = idx.shape[1:]
-            mask = np.zeros(h * w, bool)
-            mask[rng.choice(h * w, round(r * h * w), replace=False)] = True
-            mask = mask.reshape(h, w)
+            mask = random_token_mask((h, w), r, rng)
             filled = lose(idx[0], mask, level, fill, codebook)
             zq = F.embedding(filled[None], codebook).permute(0, 3, 1, 2).contiguous()
             cases[r] = (zq, torch.from_numpy(mask)[None, None].float())

@@ -26,7 +26,7 @@ from .images import load_rgb, training_images, validation_images
 from .metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
 from .hardware import Compute, resolve
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
-from .tokens import draw_mask, neighbour_fill
+from .tokens import draw_mask, neighbour_fill, random_token_mask
 from .training import NO_BEST, RunConfig
 
 
@@ -152,14 +152,6 @@ class LevelQuantizer:
 VAL_LOSS = 0.2  # validation also decodes each image with this share of its tokens lost at random
 
 
-def lose_at_random(idx: torch.Tensor, ratio: float, seed: int) -> torch.Tensor:
-    """(1, h, w) indices -> (1, h, w) bool: round(ratio * h * w) positions lost, drawn by `seed`."""
-    n = idx.numel()
-    lost = np.zeros(n, bool)
-    lost[np.random.default_rng(seed).choice(n, round(ratio * n), replace=False)] = True
-    return torch.from_numpy(lost.reshape(idx.shape))
-
-
 @torch.no_grad()
 def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None,
              compute: Compute | None = None) -> dict:
@@ -183,7 +175,8 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
             codebook = quantizer.levels[quantizer.sizes[-1]].codebook
         with compute.autocast():
             y = model.decode_code(zq)
-        filled, _ = neighbour_fill(zq.float(), lose_at_random(idx, VAL_LOSS, len(lossy)).to(zq.device), codebook)
+        lost = torch.from_numpy(random_token_mask(idx.shape[1:], VAL_LOSS, len(lossy)))[None]
+        filled, _ = neighbour_fill(zq.float(), lost.to(zq.device), codebook)
         with compute.autocast():
             y_lost = model.decode_code(filled.contiguous(memory_format=torch.channels_last))
         y_lost = torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255

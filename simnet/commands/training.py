@@ -270,11 +270,13 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, 
     if unknown := sorted(set(levels) - set(codebooks)):
         raise UserError(f"--train-levels: no level {unknown[0]} in {folder / LEVELS_FILE} "
                         f"(it has {', '.join(map(str, sorted(codebooks)))})")
-    if fill == "transformer" and not all(
-            k in method.model.config.levels and method.model.codebook_matches(k, codebooks[k].codebook)
-            for k in (levels or codebooks)):
-        raise UserError(f"--fill transformer: the shipped transformer was trained for another codec than "
-                        f"{folder}'s; train one for it first (simnet train recovery --weights {folder})")
+    if fill == "transformer":
+        try:
+            for k in levels or codebooks:
+                method.check_codebook(k, codebooks[k].codebook)
+        except RecoveryError:
+            raise UserError(f"--fill transformer: the shipped transformer was trained for another codec than "
+                            f"{folder}'s; train one for it first (simnet train recovery --weights {folder})") from None
     cfg = ConcealTrainConfig(out=str(out), tokenizer=str(folder / TOKENIZER_FILE), levels=str(folder / LEVELS_FILE),
                              train_levels=levels, steps=steps, decay_start=decay_start, batch=batch, crop=crop, lr=lr,
                              lost_weight=lost_weight, max_ratio=max_ratio, max_minutes=max_minutes, init=str(init) if init else None,

@@ -21,21 +21,12 @@ from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import quality
 from codec.packets import DEFAULT_MTU, Depacketizer
-from codec.tokens import LossyTokenGrid, TokenGrid
+from codec.tokens import LossyTokenGrid, TokenGrid, random_token_mask
 
 from ..network.loss_models import GilbertElliott
 from ..seeds import element_seed
 from . import classical
 from .setup import Setup
-
-
-def random_token_mask(shape: tuple[int, int], rate: float, seed: int) -> np.ndarray:
-    """Exactly round(rate * n) positions lost, chosen uniformly with `seed`."""
-    n = shape[0] * shape[1]
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(n, dtype=bool)
-    mask[rng.choice(n, size=int(round(rate * n)), replace=False)] = True
-    return mask.reshape(shape)
 
 
 def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int, mtu: int,
