@@ -48,17 +48,22 @@ def test_neighbour_restores_a_flat_region_and_fills_holes_inwards():
 @given(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_batched_neighbour_fill_fills_each_grid_as_alone(b, h, w, seed):
     """The batched fill that training uses gives each grid the codes it gets alone (as the
-    receiver's `neighbour` fills it), keeps received vectors and marks only lost positions.
-    Received vectors are drawn off the codebook: the mean of two codes is equally near both, and
-    which wins such a tie depends on the rounding of the batch's products."""
+    receiver's `neighbour` fills it) wherever a lost position has a received neighbour, keeps
+    received vectors and marks only lost positions. Received vectors are drawn off the codebook,
+    and positions filled in later rounds are left out of the comparison: their means can be the
+    midpoint of two filled codes, equally near both, and which wins such a tie depends on the
+    rounding of the batch's products."""
     rng = np.random.default_rng(seed)
     cb = torch.from_numpy(rng.normal(size=(64, 4))).float()
     vectors = torch.from_numpy(rng.normal(size=(b, 4, h, w))).float()
     lost = torch.from_numpy(rng.random((b, h, w)) < rng.random())
     filled, codes = neighbour_fill(vectors, lost, cb)
+    kernel = torch.ones(1, 1, 3, 3)
+    kernel[0, 0, 1, 1] = 0
+    first_round = lost & (torch.nn.functional.conv2d((~lost).float()[:, None], kernel, padding=1)[:, 0] > 0)
     for i in range(b):
         alone, alone_codes = neighbour_fill(vectors[i:i + 1], lost[i:i + 1], cb)
-        assert torch.equal(codes[i], alone_codes[0]) and torch.equal(filled[i], alone[0])
+        assert torch.equal(codes[i][first_round[i]], alone_codes[0][first_round[i]])
     assert torch.equal(codes >= 0, lost)
     assert torch.equal(filled.permute(0, 2, 3, 1)[~lost], vectors.permute(0, 2, 3, 1)[~lost])
     assert torch.equal(filled.permute(0, 2, 3, 1)[lost], cb[codes[lost]])
