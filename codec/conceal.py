@@ -34,13 +34,17 @@ class ConcealingDecoder(nn.Module):
         self.decoder = Decoder(cfg)
 
     @classmethod
-    def from_tokenizer(cls, model: VQModel) -> "ConcealingDecoder":
-        """The tokenizer's own decoder, with a mask channel that does nothing yet."""
+    def from_tokenizer(cls, model: VQModel, lost_offset: torch.Tensor | None = None) -> "ConcealingDecoder":
+        """The tokenizer's own decoder, with a mask channel whose weights are `lost_offset`
+        (z_channels,): zero (a mask that does nothing yet) unless given, as joint loss-aware
+        training of the tokenizer gives it (codec/train_tokenizer.py, `--conceal`)."""
         out = cls(model.config)
         out.decoder = copy.deepcopy(model.decoder)
         with torch.no_grad():
             out.post_quant_conv.weight.zero_()
             out.post_quant_conv.weight[:, :-1] = model.post_quant_conv.weight
+            if lost_offset is not None:
+                out.post_quant_conv.weight[:, -1, 0, 0] = lost_offset.detach().float()
             out.post_quant_conv.bias.copy_(model.post_quant_conv.bias)
         return out
 

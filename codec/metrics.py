@@ -96,6 +96,16 @@ def quality(reference: np.ndarray, decoded: np.ndarray, extra=None) -> dict:
     return {**scores, **extra(reference, decoded)} if extra is not None else scores
 
 
+def region_psnr(reference: np.ndarray, decoded: np.ndarray, region: np.ndarray) -> float | None:
+    """PSNR (RGB, 0-255) of two HxWx3 uint8 images over the pixels where `region` (H, W bool) is
+    true: where a recovery acts (the lost tokens' pixels) or where it should change nothing. None
+    for an empty region."""
+    if not region.any():
+        return None
+    err = (reference[region].astype(np.float64) - decoded[region].astype(np.float64)) ** 2
+    return float(10 * np.log10(255.0**2 / max(err.mean(), 1e-12)))
+
+
 def ciede2000(reference: np.ndarray, decoded: np.ndarray) -> float:
     """Mean CIEDE2000 colour difference over the pixels of two HxWx3 uint8 images (sRGB -> CIELAB,
     D65; scikit-image)."""

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import save_tokenizer
+from .conceal import ConcealingDecoder, save_concealer
 from .discriminator import (DiscriminatorConfig, PatchDiscriminator, adaptive_weight, generator_loss,
                             hinge_discriminator_loss)
 from .images import load_rgb, training_images, validation_images
+from .safe_weights import file_checksum
 from .metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
 from .hardware import Compute, resolve
 from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
@@ -58,6 +60,12 @@ class TrainConfig(RunConfig):
     # the decoder, learns to leave in a token's neighbours what its loss takes away
     loss_aware: float = 0.0
     loss_aware_max: float = 0.5
+    # with loss_aware: the lossy decode is also told which tokens were lost (a learned offset added
+    # to the decoder's input at those positions, the mask channel of codec/conceal.py), trained with
+    # everything else; the run then writes best-conceal.safetensors beside best.safetensors, the
+    # concealing decoder that the `+conceal` recovery methods use. With nothing lost the decode is
+    # the tokenizer's own, by construction
+    conceal: bool = False
     # the VQGAN adversarial term (codec/discriminator.py): 0 = off. The discriminator trains from
     # the first step; the generator's term counts from step `gan_start` on (a discriminator that
     # has not yet learned anything only adds noise), weighted by gan_weight x the adaptive balance
@@ -154,12 +162,14 @@ VAL_LOSS = 0.2  # validation also decodes each image with this share of its toke
 
 @torch.no_grad()
 def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer | None = None,
-             compute: Compute | None = None) -> dict:
+             compute: Compute | None = None, lost_offset: torch.Tensor | None = None) -> dict:
     """PSNR, MS-SSIM, CIEDE2000 and codebook use of the decodes; and the PSNR with 20% of the
-    tokens lost at random and filled by `neighbour` (the same positions at every validation)."""
+    tokens lost at random and filled by `neighbour` (the same positions at every validation).
+    With `lost_offset` (a concealing decoder's mask weights) that PSNR is the concealing decode's,
+    and the plain decoder's on the same fills is `val_psnr_0.2_plain`."""
     compute = compute or resolve("cpu")
     model.eval()
-    psnrs, msssims, colour, lossy = [], [], [], []
+    psnrs, msssims, colour, lossy, plain = [], [], [], [], []
     used = torch.zeros(model.config.n_embed, dtype=torch.long)
     for rgb in images:
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -177,8 +187,13 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
             y = model.decode_code(zq)
         lost = torch.from_numpy(random_token_mask(idx.shape[1:], VAL_LOSS, len(lossy)))[None]
         filled, _ = neighbour_fill(zq.float(), lost.to(zq.device), codebook)
+        filled = filled.contiguous(memory_format=torch.channels_last)
         with compute.autocast():
-            y_lost = model.decode_code(filled.contiguous(memory_format=torch.channels_last))
+            y_lost = model.decode_code(filled)
+        if lost_offset is not None:
+            plain.append(psnr(to_unit(x), torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255).item())
+            with compute.autocast():
+                y_lost = decode_concealed(model, filled, lost.to(filled.device), lost_offset)
         y_lost = torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255
         lossy.append(psnr(to_unit(x), y_lost).item())
         idx = idx.cpu()
@@ -191,14 +206,45 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
     model.train()
     p = used.double() / used.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
+    extra = {f"val_psnr_{VAL_LOSS:g}_plain": float(np.mean(plain))} if plain else {}
     return {"val_psnr": float(np.mean(psnrs)), "val_ms_ssim": float(np.mean(msssims)),
             "val_ciede2000": float(np.mean(colour)), f"val_psnr_{VAL_LOSS:g}": float(np.mean(lossy)),
-            "val_codes_used": int((used > 0).sum()), "val_entropy_bits": entropy}
+            **extra, "val_codes_used": int((used > 0).sum()), "val_entropy_bits": entropy}
 
 
-def _training_state(model, optimizer, step, best, sampler, mask_rng, cfg, adversary=None) -> dict:
+class LostOffset(torch.nn.Module):
+    """The mask channel's weights of a concealing decoder trained with its tokenizer: (z_channels,),
+    added to the decoder's input where a token was lost. Trained as SCALE x a raw parameter: Adam
+    moves a parameter by about the learning rate per step, and from zero this one has to reach the
+    scale of the decoder's input within a fine-tune's steps at a fine-tune's learning rate."""
+
+    SCALE = 50.0
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.raw = torch.nn.Parameter(torch.zeros(channels))
+
+    def forward(self) -> torch.Tensor:
+        return self.raw * self.SCALE
+
+    @torch.no_grad()
+    def set(self, offset: torch.Tensor) -> None:
+        self.raw.copy_(offset.to(self.raw) / self.SCALE)
+
+
+def decode_concealed(model: VQModel, zq: torch.Tensor, lost: torch.Tensor, lost_offset: torch.Tensor) -> torch.Tensor:
+    """The decode of codec/conceal.py's ConcealingDecoder built from `model` and `lost_offset`
+    (its mask channel's weights), written on the tokenizer's own layers so that both train as one:
+    (B, D, h, w) code vectors, (B, h, w) lost -> pixels."""
+    h = model.post_quant_conv(zq)
+    return model.decoder(h + lost_offset.to(h.dtype).view(1, -1, 1, 1) * lost[:, None].to(h.dtype))
+
+
+def _training_state(model, optimizer, step, best, sampler, mask_rng, cfg, adversary=None, lost_offset=None) -> dict:
     extra = {} if adversary is None else {"discriminator": adversary[0].state_dict(),
                                           "discriminator_optimizer": adversary[1].state_dict()}
+    if lost_offset is not None:
+        extra["lost_offset"] = lost_offset().detach().cpu()
     return {**extra, "model": model.state_dict(), "ema_count": model.quantize.ema_count,
             "ema_sum": model.quantize.ema_sum, "unused_steps": model.quantize.unused_steps,
             "optimizer": optimizer.state_dict(), "step": step,
@@ -268,6 +314,14 @@ def train(cfg: TrainConfig, log=print) -> Path:
         _load_model_state(state, model)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
+    offset = None  # the concealing decoder's mask weights, for --conceal
+    if cfg.conceal:
+        if not cfg.loss_aware or quantizer is not None:
+            raise TrainingSetupError("--conceal trains the concealing decoder under loss: it needs --loss-aware")
+        offset = LostOffset(cfg.model.z_channels).to(dev)
+        if state is not None and "lost_offset" in state:
+            offset.set(state["lost_offset"])
+        params.append(offset.raw)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sampler = CropSampler(training_images(), cfg.crop, cfg.seed)
     val_images = [load_rgb(p) for p in validation_images()[: cfg.val_images]]
@@ -312,8 +366,13 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 draw_mask(mask_rng, *idx.shape[1:], float(mask_rng.uniform(0.02, cfg.loss_aware_max)))
                 for _ in range(len(idx))])).to(dev)
             filled, _ = neighbour_fill(zq, lost, model.quantize.embedding.weight)
+            both = torch.cat([zq, filled]).contiguous(memory_format=torch.channels_last)
             with compute.autocast():
-                y, y_lost = model.decode_code(torch.cat([zq, filled]).contiguous(memory_format=torch.channels_last)).chunk(2)
+                if offset is None:
+                    y, y_lost = model.decode_code(both).chunk(2)
+                else:  # the coded half is told nothing is lost: the plain decode
+                    y, y_lost = decode_concealed(model, both, torch.cat([torch.zeros_like(lost), lost]),
+                                                 offset()).chunk(2)
         elif quantizer is None:
             x.requires_grad_(input_grad)
             with compute.autocast():
@@ -385,13 +444,20 @@ def train(cfg: TrainConfig, log=print) -> Path:
         save_tokenizer(model, run.out / "best.safetensors",
                        {"step": rec["step"], "val_psnr": rec["val_psnr"], "val_ms_ssim": rec["val_ms_ssim"],
                         "val_ciede2000": rec["val_ciede2000"]})
+        if offset is not None:
+            concealer = ConcealingDecoder.from_tokenizer(model, offset()).cpu()
+            save_concealer(concealer, run.out / "best-conceal.safetensors",
+                           file_checksum(run.out / "best.safetensors"),
+                           {"step": rec["step"], f"val_psnr_{VAL_LOSS:g}": rec[f"val_psnr_{VAL_LOSS:g}"],
+                            "trained": "jointly with the tokenizer (train tokenizer --loss-aware --conceal)"})
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
-                    validate=lambda: validate(model, val_images, quantizer, compute),
+                    validate=lambda: validate(model, val_images, quantizer, compute,
+                                                      None if offset is None else offset().detach()),
                     score=lambda rec: {"psnr": rec["val_psnr"], "ciede2000": -rec["val_ciede2000"],
                                        "lossy": (rec["val_psnr"] + rec[f"val_psnr_{VAL_LOSS:g}"]) / 2,
                                        "last": rec["step"]}[cfg.best_by],
                     save_best=save_best,
                     snapshot=lambda step, best: _training_state(model, optimizer, step, best, sampler, mask_rng, cfg,
-                                                                adversary),
+                                                                adversary, offset),
                     val_every=cfg.val_every, window_extra=perplexity)

@@ -62,6 +62,7 @@ def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
                    "--target-bits", "512=8"], "not among --sizes"),
     (lambda t, w: ["train", "tokenizer", "--out", str(t / "r"), "--loss-aware", "1",
                    "--decoder-only", w[1] + "/levels.safetensors"], "cannot go with --decoder-only"),
+    (lambda t, w: ["train", "tokenizer", "--out", str(t / "r"), "--conceal"], "it needs --loss-aware"),
 ])
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, tiny_weights, tiny_codec,
                                                sample_rgb, make_args, fragment):
@@ -113,6 +114,27 @@ def test_eval_writes_results_json(tmp_path, capsys, tiny_weights, sample_rgb):
          "--json", str(tmp_path / "r2.json"), "--weights", str(tiny_weights)], capsys)
     doc2 = json.loads((tmp_path / "r2.json").read_text())
     assert doc["records"] == doc2["records"] and doc["summary"] == doc2["summary"]
+
+
+def test_eval_splits_psnr_into_lost_and_received_pixels(tmp_path, capsys, tiny_weights, sample_rgb):
+    """psnr_lost and psnr_received score the lost tokens' pixels and the rest: on a picture of
+    whole tokens their squared errors, weighted by the share of tokens lost, make up the PSNR."""
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    save_rgb(sample_rgb[:64, :96].copy(), tmp_path / "imgs" / "a.png")
+    out = tmp_path / "r.json"
+    code, text, _ = run(["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0,0.25",
+                         "--seeds", "2", "--no-baselines", "--json", str(out), "--weights", str(tiny_weights)], capsys)
+    assert code == 0 and "PSNR lost" in text
+    records = json.loads(out.read_text())["records"]
+    mse = lambda p: 10 ** (-p / 10)
+    lossy = [r for r in records if r["loss_rate_target"] > 0]
+    assert len(lossy) == 4
+    for r in lossy:
+        share = r["loss_rate_tokens"]
+        assert mse(r["psnr_lost"]) * share + mse(r["psnr_received"]) * (1 - share) == pytest.approx(mse(r["psnr"]), rel=1e-6)
+    assert all(r.get("psnr_lost") is None for r in records if r["method"] == "lossless")
 
 
 def test_eval_whole_packet_loss_through_interleaving(tmp_path, capsys, tiny_weights, sample_rgb):

@@ -118,3 +118,19 @@ def test_eval_reports_the_chosen_metrics_and_the_avif_anchors(tmp_path, tiny_wei
     lossless = {r["image"]: r for r in doc["records"] if r["method"] == "lossless"}
     for r in avif:  # the same bytes as the VQ file, or fewer
         assert r["fits_budget"] == (r["bpp_wire"] <= lossless[r["image"]]["bpp_wire"] + 1e-12)
+
+
+def test_region_psnr_scores_only_the_region():
+    from codec.metrics import region_psnr
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    out = ref.copy()
+    region = np.zeros((32, 48), dtype=bool)
+    region[:16, 16:32] = True
+    out[region] = np.clip(out[region].astype(int) + 10, 0, 255).astype(np.uint8)
+    inside = region_psnr(ref, out, region)
+    err = (ref[region].astype(float) - out[region]) ** 2
+    assert inside == pytest.approx(10 * np.log10(255**2 / err.mean()))
+    assert region_psnr(ref, out, ~region) > 100  # untouched outside
+    assert region_psnr(ref, out, np.zeros_like(region)) is None

@@ -131,6 +131,47 @@ def test_loss_aware_training_decodes_lost_grids_logs_them_and_resumes(tmp_path, 
     assert any(line.startswith("resumed from") for line in lines)
 
 
+def test_loss_aware_conceal_trains_the_mask_channel_with_the_tokenizer_and_resumes(tmp_path, noise_photos, tiny_weights):
+    """--loss-aware --conceal: the lossy decode is told what was lost; the run writes a concealing
+    decoder that loads for its own tokenizer only, decodes a grid with nothing lost as the
+    tokenizer does and one with lost tokens otherwise; validation logs the plain decode's PSNR on
+    the same fills beside the concealing one's; the mask weights resume."""
+    import codec.train_tokenizer as tt
+    from codec.checkpoint import load_tokenizer
+    from codec.conceal import ConcealError, load_concealer
+    from codec.safe_weights import file_checksum
+
+    cfg = tt.TrainConfig(out=str(tmp_path / "run"), steps=3, decay_start=2, warmup=1, batch=2, crop=64,
+                         threads=1, val_every=3, lr=1e-2, init=str(tiny_weights / "tokenizer.safetensors"),
+                         loss_aware=1.0, conceal=True, best_by="lossy")
+    best = tt.train(cfg, log=lambda s: None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    last = [r for r in records if "val_psnr" in r][-1]
+    assert "val_psnr_0.2_plain" in last and last["val_psnr_0.2"] != last["val_psnr_0.2_plain"]
+    concealer = load_concealer(tmp_path / "run" / "best-conceal.safetensors", file_checksum(best))
+    with pytest.raises(ConcealError, match="another tokenizer"):
+        load_concealer(tmp_path / "run" / "best-conceal.safetensors", "0" * 64)
+    tokenizer, _ = load_tokenizer(best)
+    mask_weights = concealer.post_quant_conv.weight[:, -1, 0, 0]
+    assert mask_weights.abs().max() > 0  # trained from zero
+    zq = tokenizer.quantize.embedding.weight[torch.randint(0, tokenizer.config.n_embed, (1, 4, 4))].permute(0, 3, 1, 2)
+    nothing, some = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    some[..., 1, 2] = 1
+    with torch.no_grad():
+        plain = tokenizer.decode_code(zq)
+        assert torch.allclose(concealer(zq, nothing), plain, atol=1e-5)
+        assert not torch.allclose(concealer(zq, some), plain, atol=1e-3)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert torch.equal(state["lost_offset"].half().float(), mask_weights.float())
+    lines = []
+    cfg.steps = 4
+    tt.train(cfg, log=lines.append)
+    assert any(line.startswith("resumed from") for line in lines)
+    with pytest.raises(tt.TrainingSetupError, match="needs --loss-aware"):
+        tt.train(tt.TrainConfig(out=str(tmp_path / "other"), steps=1, batch=1, crop=64, threads=1,
+                                init=str(tiny_weights / "tokenizer.safetensors"), conceal=True), log=lambda s: None)
+
+
 def test_chroma_term_sees_colour_not_brightness():
     from codec.train_tokenizer import chroma_l1
 

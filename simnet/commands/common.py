@@ -137,8 +137,10 @@ def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> No
         m.field for m in METRICS.values() if any(m.field in row for row in summary))
     several = len({row["scenario"] for row in summary}) > 1
     table = Table(title="mean over images")
+    split = any(row.get("psnr_lost") is not None for row in summary)
     columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",
-                                                    "PSNR dB", "MS-SSIM", "token acc.") + extra_fields
+                                                    "PSNR dB", "MS-SSIM", "token acc.") \
+        + (("PSNR lost", "PSNR kept") if split else ()) + extra_fields
     for col in columns:
         table.add_column(col, justify="right")
     for row in summary:
@@ -146,6 +148,8 @@ def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> No
         cells = [row["method"], str(row["codebook"] or "-"), f"{row['loss_rate_target']:.2f}",
                  f"{row.get('loss_rate_packets', 0):.3f}", f"{row['bpp_wire']:.4f}",
                  f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}", "-" if acc is None else f"{acc:.3f}"]
+        if split:
+            cells += ["-" if row.get(f) is None else f"{row[f]:.2f}" for f in ("psnr_lost", "psnr_received")]
         cells += [f"{row[f]:.4g}" if f in row else "-" for f in extra_fields]
         table.add_row(*([row["scenario"]] if several else []), *cells)
     out_console.print(table)

@@ -22,7 +22,8 @@ RECORD_FIELDS = ("scenario", "image", "seed", "loss_rate_target", "loss_rate_pac
                  "ms_ssim", "latency_ms_p50", "latency_ms_p95")
 SUMMARY_KEYS = ("scenario", "method", "codebook", "loss_rate_target")
 _MEAN_FIELDS = ("loss_rate_packets", "loss_rate_tokens", "bpp_payload", "bpp_wire", "psnr", "ms_ssim",
-                "latency_ms_p50", "latency_ms_p95", "token_accuracy", "late_share")
+                "latency_ms_p50", "latency_ms_p95", "token_accuracy", "late_share", "psnr_lost",
+                "psnr_received")
 
 
 def versions() -> dict:
