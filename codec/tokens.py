@@ -131,15 +131,23 @@ def random_token_mask(shape: tuple[int, int], rate: float, seed: int | np.random
 MAX_TRAIN_RATIO = 0.8  # losses past 80% are not worth the model's capacity: decoding fails anyway
 
 
-def draw_mask(rng: np.random.Generator, h: int, w: int, ratio: float | None = None) -> np.ndarray:
+MASK_PATTERNS = ("mixed", "scattered")
+
+
+def draw_mask(rng: np.random.Generator, h: int, w: int, ratio: float | None = None,
+              pattern: str = "mixed") -> np.ndarray:
     """One training mask of lost positions, shape (h, w): scattered tokens (interleaved packets),
-    raster runs (packets without interleaving) or rectangles, in the shares the receiver meets."""
+    raster runs (packets without interleaving) or rectangles, in the shares the receiver meets
+    ("mixed"), or scattered tokens only ("scattered": what the codec's interleaving makes of lost
+    packets)."""
+    if pattern not in MASK_PATTERNS:
+        raise ValueError(f"mask pattern {pattern!r}: one of {', '.join(MASK_PATTERNS)}")
     n = h * w
     if ratio is None:
         # MaskGIT's cosine distribution, scaled so that the 0-40% losses the receiver meets most
         # (and the partly filled grids of iterative decoding) get their share of the batches
         ratio = float(np.clip(MAX_TRAIN_RATIO * math.cos(math.pi / 2 * rng.random()), 1 / n, 0.95))
-    kind = rng.random()
+    kind = rng.random() if pattern == "mixed" else 0.0
     mask = np.zeros(n, dtype=bool)
     if kind < 0.6:  # scattered: interleaved packets
         mask[rng.choice(n, size=max(1, round(ratio * n)), replace=False)] = True

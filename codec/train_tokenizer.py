@@ -60,6 +60,7 @@ class TrainConfig(RunConfig):
     # the decoder, learns to leave in a token's neighbours what its loss takes away
     loss_aware: float = 0.0
     loss_aware_max: float = 0.5
+    loss_aware_pattern: str = "mixed"  # codec.tokens.draw_mask's patterns, or "scattered" tokens only
     # with loss_aware: the lossy decode is also told which tokens were lost (a learned offset added
     # to the decoder's input at those positions, the mask channel of codec/conceal.py), trained with
     # everything else; the run then writes best-conceal.safetensors beside best.safetensors, the
@@ -363,7 +364,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 z = model.encode_latent(x)
             zq, vq_loss, idx = model.quantize(z)
             lost = torch.from_numpy(np.stack([
-                draw_mask(mask_rng, *idx.shape[1:], float(mask_rng.uniform(0.02, cfg.loss_aware_max)))
+                draw_mask(mask_rng, *idx.shape[1:], float(mask_rng.uniform(0.02, cfg.loss_aware_max)),
+                          cfg.loss_aware_pattern)
                 for _ in range(len(idx))])).to(dev)
             filled, _ = neighbour_fill(zq, lost, model.quantize.embedding.weight)
             both = torch.cat([zq, filled]).contiguous(memory_format=torch.channels_last)

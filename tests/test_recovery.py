@@ -210,6 +210,16 @@ def test_training_masks_cover_the_ratio():
         assert abs(got - ratio) < 0.08
 
 
+def test_scattered_training_masks_lose_exactly_the_ratio_and_mixed_ones_do_not():
+    rng = np.random.default_rng(1)
+    scattered = [draw_mask(rng, 16, 16, 0.3, "scattered") for _ in range(100)]
+    assert all(m.sum() == round(0.3 * 256) for m in scattered)
+    mixed = [draw_mask(rng, 16, 16, 0.3) for _ in range(100)]
+    assert any(m.sum() != round(0.3 * 256) for m in mixed)  # runs and rectangles
+    with pytest.raises(ValueError, match="one of mixed, scattered"):
+        draw_mask(rng, 16, 16, 0.3, "bursts")
+
+
 def test_mmse_decision_picks_the_code_nearest_the_posterior_mean():
     from recovery.transformer_recovery import mmse_codes
 

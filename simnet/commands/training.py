@@ -64,6 +64,10 @@ def _check_training_data() -> None:
                    "encoder and decoder both learn from it. 0 = off.")
 @click.option("--loss-aware-max", type=click.FloatRange(min=0.02, max=0.95), default=0.5, show_default=True,
               help="With --loss-aware: the share of lost tokens is drawn uniformly up to this.")
+@click.option("--loss-aware-pattern", type=click.Choice(["mixed", "scattered"]), default="mixed", show_default=True,
+              help="With --loss-aware: which tokens are lost: scattered tokens, raster runs and "
+                   "rectangles (mixed), or scattered tokens only, as the codec's interleaving "
+                   "scatters lost packets.")
 @click.option("--conceal", is_flag=True,
               help="With --loss-aware: the lossy decode is also told which tokens were lost (the "
                    "concealing decoder's mask channel, trained with everything else); writes "
@@ -82,7 +86,7 @@ def _check_training_data() -> None:
 @precision_option()
 def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init, seed, ssim_weight, l2_weight, chroma_weight,
                     gan_weight, gan_start, disc_channels,
-                    decoder_levels, restore_stats, train_only, loss_aware, loss_aware_max, conceal, best_by, threads, norm_groups, device, precision):
+                    decoder_levels, restore_stats, train_only, loss_aware, loss_aware_max, loss_aware_pattern, conceal, best_by, threads, norm_groups, device, precision):
     """Train the tokenizer on the training split of ../shared/data (never Kodak).
 
     \b
@@ -116,7 +120,7 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
                       ssim_weight=ssim_weight, l2_weight=l2_weight, chroma_weight=chroma_weight, threads=threads, model=model,
                       decoder_only_levels=str(decoder_levels) if decoder_levels else None,
                       restore_stats=restore_stats, best_by=best_by, loss_aware=loss_aware,
-                      loss_aware_max=loss_aware_max, conceal=conceal, gan_weight=gan_weight, gan_start=gan_start,
+                      loss_aware_max=loss_aware_max, loss_aware_pattern=loss_aware_pattern, conceal=conceal, gan_weight=gan_weight, gan_start=gan_start,
                       disc=DiscriminatorConfig(channels=disc_channels),
                       train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()))
     try:
