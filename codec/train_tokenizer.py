@@ -241,11 +241,12 @@ def decode_concealed(model: VQModel, zq: torch.Tensor, lost: torch.Tensor, lost_
     return model.decoder(h + lost_offset.to(h.dtype).view(1, -1, 1, 1) * lost[:, None].to(h.dtype))
 
 
-def _training_state(model, optimizer, step, best, sampler, mask_rng, cfg, adversary=None, lost_offset=None) -> dict:
+def _training_state(model, optimizer, step, best, sampler, mask_rng, cfg, adversary=None,
+                    offset: LostOffset | None = None) -> dict:
     extra = {} if adversary is None else {"discriminator": adversary[0].state_dict(),
                                           "discriminator_optimizer": adversary[1].state_dict()}
-    if lost_offset is not None:
-        extra["lost_offset"] = lost_offset().detach().cpu()
+    if offset is not None:
+        extra["lost_offset"] = offset().detach().cpu()
     return {**extra, "model": model.state_dict(), "ema_count": model.quantize.ema_count,
             "ema_sum": model.quantize.ema_sum, "unused_steps": model.quantize.unused_steps,
             "optimizer": optimizer.state_dict(), "step": step,
