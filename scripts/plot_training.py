@@ -103,7 +103,8 @@ def recovery(logs: list[Path], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | None) -> None:
+def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | None,
+             start_label: str = "shipped decoder") -> None:
     """Decoder fine-tunes side by side, each from step 0: training L1 and (where logged) the
     discriminator's hinge loss; validation PSNR, MS-SSIM and CIEDE2000, with the starting decoder's
     figures (`start`: PSNR, MS-SSIM, CIEDE2000 and, optionally, PSNR with 20% of tokens lost)
@@ -126,11 +127,10 @@ def finetune(logs: list[Path], out: Path, start: tuple[float, float, float] | No
         if lossy:
             axes[1].plot(*zip(*lossy), "s--", color=f"C{i}", ms=4, label=f"{name}: 20% of tokens lost")
     if start is not None:
-        axes[1].axhline(start[0], color="gray", ls="--", lw=1, label="shipped decoder")
-        axes[2].axhline(start[1], color="gray", ls="--", lw=1, label="shipped decoder")
-        axes[3].axhline(start[2], color="gray", ls="--", lw=1, label="shipped decoder")
+        for ax, value in zip(axes[1:], start):
+            ax.axhline(value, color="gray", ls="--", lw=1, label=start_label)
         if len(start) > 3:
-            axes[1].axhline(start[3], color="gray", ls=":", lw=1, label="shipped, 20% of tokens lost")
+            axes[1].axhline(start[3], color="gray", ls=":", lw=1, label=f"{start_label}, 20% of tokens lost")
     axes[0].set_ylabel("training L1 (dotted: discriminator loss / 10)")
     axes[1].set_ylabel("validation PSNR, dB (BSDS500 val, 24)")
     axes[2].set_ylabel("validation MS-SSIM")
@@ -153,9 +153,11 @@ def main(argv=None):
     ap.add_argument("--start", default=None,
                     help="finetune: the starting decoder's validation PSNR,MS-SSIM,CIEDE2000[,PSNR with "
                          "20%% of tokens lost] (dashed)")
+    ap.add_argument("--start-label", default="shipped decoder", help="finetune: what --start's figures are")
     args = ap.parse_args(argv)
     if args.kind == "finetune":
-        finetune(args.logs, args.out, tuple(float(v) for v in args.start.split(",")) if args.start else None)
+        finetune(args.logs, args.out, tuple(float(v) for v in args.start.split(",")) if args.start else None,
+                 args.start_label)
     elif args.kind == "tokenizer":
         tokenizer(args.logs, args.out, args.compare)
     else:
