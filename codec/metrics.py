@@ -106,6 +106,16 @@ def region_psnr(reference: np.ndarray, decoded: np.ndarray, region: np.ndarray) 
     return float(10 * np.log10(255.0**2 / max(err.mean(), 1e-12)))
 
 
+def lost_split(reference: np.ndarray, decoded: np.ndarray, lost: np.ndarray, factor: int) -> dict:
+    """`psnr_lost` and `psnr_received`: the PSNR over the pixels of the lost tokens ((h, w) bool,
+    each token a factor x factor block from the top left, cropped to the picture) and over the
+    rest; None for an empty part."""
+    h, w = reference.shape[:2]
+    pixels = np.repeat(np.repeat(lost, factor, 0), factor, 1)[:h, :w]
+    return {"psnr_lost": region_psnr(reference, decoded, pixels),
+            "psnr_received": region_psnr(reference, decoded, ~pixels)}
+
+
 def ciede2000(reference: np.ndarray, decoded: np.ndarray) -> float:
     """Mean CIEDE2000 colour difference over the pixels of two HxWx3 uint8 images (sRGB -> CIELAB,
     D65; scikit-image)."""

@@ -52,6 +52,14 @@ def test_results_json_has_the_spec_fields(tiny_run):
     assert all(r["loss_rate_packets"] == 0 and r["psnr"] == ceiling[r["image"]] for r in clean)
     assert all(r["bpp_wire"] > r["bpp_payload"] for r in doc["records"])
     assert len(doc["runs"]) == 4 and "burst_lengths" in doc["runs"][0]
+    # the PSNR split into lost tokens' pixels and received ones' (48x64: whole tokens) makes up the PSNR
+    split = [r for r in lossy if r["method"] != "lossless" and 0 < r["loss_rate_tokens"] < 1]
+    assert split
+    mse = lambda p: 10 ** (-p / 10)
+    for r in split:
+        share = r["loss_rate_tokens"]
+        assert mse(r["psnr_lost"]) * share + mse(r["psnr_received"]) * (1 - share) == pytest.approx(mse(r["psnr"]), rel=1e-6)
+    assert all("psnr_lost" not in r for r in doc["records"] if r["loss_rate_tokens"] == 0)
 
 
 def test_same_seed_same_json_bit_for_bit(tiny_run):

@@ -19,7 +19,7 @@ from codec import colour
 from codec.bitstream import CRC_BYTES, HEADER_BYTES
 from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
-from codec.metrics import quality, region_psnr
+from codec.metrics import lost_split, quality
 from codec.packets import DEFAULT_MTU, Depacketizer
 from codec.tokens import LossyTokenGrid, TokenGrid, random_token_mask
 
@@ -85,15 +85,13 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
             got_chroma = chroma if colour_arrived else None
             received = np.where(missing, 0, grid.indices)
             lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing)
-            lost_pixels = np.repeat(np.repeat(missing, codec.factor, 0), codec.factor, 1)[:rgb.shape[0], :rgb.shape[1]]
             for method_name, method in setup.recoveries.items():
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
                                        missing if method.conceal else None, got_chroma)
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
                 scores = quality(rgb, decoded, opts.extra)
-                split = {"psnr_lost": region_psnr(rgb, decoded, lost_pixels),
-                         "psnr_received": region_psnr(rgb, decoded, ~lost_pixels)}
+                split = lost_split(rgb, decoded, missing, codec.factor)
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,

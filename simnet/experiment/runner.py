@@ -17,7 +17,7 @@ import numpy as np
 from codec import colour
 from codec.colour import ColourPlane
 from codec.images import save_rgb
-from codec.metrics import quality
+from codec.metrics import lost_split, quality
 from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
 from codec.tokens import TokenGrid
 
@@ -233,8 +233,9 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                     timings.metrics_s += time.perf_counter() - t0
                 decoded, q, pending = decodes[key]
                 acc = float((filled[lost] == f.grid.indices[lost]).mean())
+            split = lost_split(f.rgb, decoded, lost, codec.factor) if lost.any() else {}
             rows.append(({**common, "method": name, "token_accuracy": acc,
-                          "psnr_drop": f.lossless_quality["psnr"] - q["psnr"]}, q, pending))
+                          "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **split}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
                 save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png", FAST_PNG)
     t0 = time.perf_counter()
