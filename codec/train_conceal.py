@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .checkpoint import load_tokenizer
 from .conceal import ConcealingDecoder, load_concealer, save_concealer
 from .images import load_rgb, to_tensor, training_images, validation_images
-from .metrics import psnr, ssim, to_unit
+from .metrics import lost_split, psnr, ssim, to_unit
 from .safe_weights import file_checksum
 from .tokenizer import pad_to_multiple
 from .tokens import LossyTokenGrid, TokenGrid, draw_mask, random_token_mask
@@ -88,6 +88,11 @@ def _validation_set(images, quantizer: LevelQuantizer, encoder, fill: Fill, rati
     return out
 
 
+def _to_8bit(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> HxWx3 uint8."""
+    return (image[0].permute(1, 2, 0) * 255).round().byte().numpy()
+
+
 @torch.no_grad()
 def _score(decode, val_set, ratios) -> dict:
     """Mean PSNR of the decodes, and (to see where a change comes from) over the pixels of lost
@@ -101,10 +106,9 @@ def _score(decode, val_set, ratios) -> dict:
             y = decode(zq, mask).float()[..., :h, :w].clamp(-1, 1)
             y = torch.round(to_unit(y) * 255) / 255
             values.append(psnr(to_unit(x), y).item())
-            err = (to_unit(x).double() - y.double()).pow(2).mean(1)[0]
-            lost = F.interpolate(mask, scale_factor=16, mode="nearest")[0, 0, :h, :w].bool()
-            lost_values.append(10 * np.log10(1 / max(err[lost].mean().item(), 1e-12)))
-            kept_values.append(10 * np.log10(1 / max(err[~lost].mean().item(), 1e-12)))
+            split = lost_split(_to_8bit(to_unit(x)), _to_8bit(y), mask[0, 0].bool().numpy(), 16)
+            lost_values.append(split["psnr_lost"])
+            kept_values.append(split["psnr_received"])
         out[f"val_psnr_{r:g}"] = float(np.mean(values))
         out[f"val_lost_psnr_{r:g}"] = float(np.mean(lost_values))
         out[f"val_kept_psnr_{r:g}"] = float(np.mean(kept_values))

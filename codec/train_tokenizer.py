@@ -175,6 +175,9 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
     for rgb in images:
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         h, w = x.shape[-2:]
+
+        def to_8bit(y: torch.Tensor) -> torch.Tensor:  # the decode as a picture file holds it
+            return torch.round(to_unit(y.float().cpu()[..., :h, :w]) * 255) / 255
         xp = pad_to_multiple(x, model.config.factor).to(compute.device).contiguous(memory_format=torch.channels_last)
         with compute.autocast():
             z = model.encode_latent(xp)
@@ -192,13 +195,12 @@ def validate(model: VQModel, images: list[np.ndarray], quantizer: LevelQuantizer
         with compute.autocast():
             y_lost = model.decode_code(filled)
         if lost_offset is not None:
-            plain.append(psnr(to_unit(x), torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255).item())
+            plain.append(psnr(to_unit(x), to_8bit(y_lost)).item())
             with compute.autocast():
                 y_lost = decode_concealed(model, filled, lost.to(filled.device), lost_offset)
-        y_lost = torch.round(to_unit(y_lost.float().cpu()[..., :h, :w]) * 255) / 255
-        lossy.append(psnr(to_unit(x), y_lost).item())
+        lossy.append(psnr(to_unit(x), to_8bit(y_lost)).item())
         idx = idx.cpu()
-        y = torch.round(to_unit(y.float().cpu()[..., :h, :w]) * 255) / 255
+        y = to_8bit(y)
         psnrs.append(psnr(to_unit(x), y).item())
         msssims.append(ms_ssim(to_unit(x), y).item())
         decoded = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

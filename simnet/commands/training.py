@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from codec.tokens import MASK_PATTERNS
+
 from ..errors import UserError
 from .common import device_option, out_console, precision_option, weights_option
 
@@ -64,7 +66,7 @@ def _check_training_data() -> None:
                    "encoder and decoder both learn from it. 0 = off.")
 @click.option("--loss-aware-max", type=click.FloatRange(min=0.02, max=0.95), default=0.5, show_default=True,
               help="With --loss-aware: the share of lost tokens is drawn uniformly up to this.")
-@click.option("--loss-aware-pattern", type=click.Choice(["mixed", "scattered"]), default="mixed", show_default=True,
+@click.option("--loss-aware-pattern", type=click.Choice(MASK_PATTERNS), default="mixed", show_default=True,
               help="With --loss-aware: which tokens are lost: scattered tokens, raster runs and "
                    "rectangles (mixed), or scattered tokens only, as the codec's interleaving "
                    "scatters lost packets.")
