@@ -16,7 +16,7 @@ from .entropy import Prior
 from .hardware import resolve
 from .images import to_tensor, to_uint8
 from .levels import Level, load_levels
-from .packets import DEFAULT_MTU, Packet, packetize
+from .packets import DEFAULT_MTU, Packet, coarse_seed, packetize
 from .tiling import blend_tiles
 from .tokenizer import VQModel, pad_to_multiple
 from .tokens import TokenGrid
@@ -183,3 +183,34 @@ class ImageCodec:
     def packetize(self, grid: TokenGrid, **kwargs) -> list[Packet]:
         kwargs.setdefault("mtu", DEFAULT_MTU)
         return packetize(grid, self.prior(grid.level), **kwargs)
+
+    @property
+    def base_level(self) -> int:
+        """The tokenizer's own codebook size: the level whose codes every other level groups."""
+        return self.model.config.n_embed
+
+    def check_coarse(self, level: int, coarse: int) -> None:
+        """A coarse layer needs the stream at the base level (only its codes lie in one cell of
+        each other level) and a smaller level that exists; ValueError naming what is wrong."""
+        if level != self.base_level:
+            raise ValueError(f"a coarse layer needs the stream at the base level {self.base_level} "
+                             f"(each of its codes lies in one cell of a coarser level), not {level}")
+        if coarse not in self.levels or coarse >= level:
+            smaller = [k for k in self.level_sizes if k < level]
+            raise ValueError(f"coarse level {coarse} is not one of this codec's smaller levels {smaller}")
+
+    def cells(self, grid: TokenGrid, coarse: int) -> TokenGrid:
+        """Each token's cell at level `coarse`: what the coarse layer sends."""
+        self.check_coarse(grid.level, coarse)
+        return TokenGrid(self.level(coarse).from_base[grid.indices], coarse, grid.image_size)
+
+    def cell_map(self, coarse: int) -> np.ndarray:
+        """(base K,) the cell at level `coarse` of each base code."""
+        return self.level(coarse).from_base
+
+    def coarse_packets(self, grid: TokenGrid, coarse: int, *, seed: int, **kwargs) -> list[Packet]:
+        """The frame's coarse layer: its cells at level `coarse`, packetized like its tokens but
+        interleaved with `coarse_seed(seed)` (`seed`: the frame's own interleave seed)."""
+        kwargs.setdefault("mtu", DEFAULT_MTU)
+        cells = self.cells(grid, coarse)
+        return packetize(cells, self.prior(coarse), seed=coarse_seed(seed), coarse=True, **kwargs)

@@ -7,7 +7,8 @@ Wire format (little-endian; docs/bitstream.md):
 
     offset size field
     0      1    0xA1: packet format marker and version 1
-    1      1    bits 0-4: log2 of the codebook level K; bits 5-6: interleave mode; bit 7: colour
+    1      1    bits 0-4: log2 of the codebook level K; bit 5: interleave mode; bit 6: coarse
+                layer; bit 7: colour
     2      2    stream id
     4      4    frame number
     8      2    packet index
@@ -23,9 +24,15 @@ Wire format (little-endian; docs/bitstream.md):
 
 The compact form (RTP-like, for transports that number and check their packets themselves, as the
 FEC shim of simnet.network.protection does): 4 bytes, the first position (2) and the number of
-tokens (2; bit 15: colour), then the colour section if any, then the payload. What it leaves out
-is signalled once per stream (`Session`: stream id, level, image size, interleave mode, seed) or
-carried by the transport (frame, index, count).
+tokens (2; bit 15: colour, bit 14: coarse layer), then the colour section if any, then the
+payload. What it leaves out is signalled once per stream (`Session`: stream id, level, image size,
+interleave mode, seed, coarse level) or carried by the transport (frame, index, count).
+
+The coarse layer (optional, `coarse_packets`): each token's cell at a coarser level of the same
+codec (its code there; the levels nest), in packets of their own, coded under that level's prior
+and interleaved with another seed (`coarse_seed`), so that a token whose packet was lost usually
+still has its cell. It is protection: the receiver then chooses among the cell's few codes
+instead of all of them (docs/models.md measures what it buys against FEC of the same bytes).
 
 The colour side channel of a frame rides in `colour_copies` of its packets, spread over the
 frame's packets so that one burst is less likely to take every copy; a frame all of whose copies
@@ -57,9 +64,11 @@ CRC_BYTES = 4
 OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 INTERLEAVE_MODES = {"none": 0, "random": 1}
 _MODE_NAMES = {v: k for k, v in INTERLEAVE_MODES.items()}
-_COLOUR_FLAG = 0x80  # in the full header's flags byte
-_COLOUR_TOKENS_FLAG = 0x8000  # in the compact header's token count
-MAX_PACKET_TOKENS = _COLOUR_TOKENS_FLAG - 1
+_COARSE_FLAG = 0x40  # in the full header's flags byte
+_COLOUR_FLAG = 0x80
+_COARSE_TOKENS_FLAG = 0x4000  # in the compact header's token count
+_COLOUR_TOKENS_FLAG = 0x8000
+MAX_PACKET_TOKENS = _COARSE_TOKENS_FLAG - 1
 DEFAULT_MTU = 1200
 # a streamed frame's largest side (a scenario's limit too): one forged packet naming a 65535-pixel
 # frame would otherwise make a receiver build and shuffle a 16-million-position grid
@@ -108,10 +117,11 @@ class Packet:
     tokens: int
     payload: bytes
     colour: bytes = b""  # the frame's colour section, in the packets that carry a copy
+    coarse: bool = False  # a packet of the coarse layer: its tokens are cells at `level`
 
     def to_bytes(self) -> bytes:
         flags = (level_code(self.level) | (INTERLEAVE_MODES[self.interleave] << 5)
-                 | (_COLOUR_FLAG if self.colour else 0))
+                 | (_COARSE_FLAG if self.coarse else 0) | (_COLOUR_FLAG if self.colour else 0))
         height, width = self.image_size
         head = _HEADER.pack(MARKER, flags, self.stream, self.frame, self.index, self.count,
                             self.seed, width, height, self.start, self.tokens)
@@ -124,22 +134,30 @@ class Packet:
 
     def to_compact(self) -> bytes:
         """The compact form: position, token count, colour, payload (the rest is in the `Session`)."""
-        return (_COMPACT.pack(self.start, self.tokens | (_COLOUR_TOKENS_FLAG if self.colour else 0))
-                + self.colour + self.payload)
+        flags = (_COLOUR_TOKENS_FLAG if self.colour else 0) | (_COARSE_TOKENS_FLAG if self.coarse else 0)
+        return _COMPACT.pack(self.start, self.tokens | flags) + self.colour + self.payload
 
 
 @dataclass(frozen=True)
 class Session:
     """A stream's constants, signalled once so compact packets can leave them out; frame f's
-    interleave seed is (seed + f) mod 2^32, as the simulator's packetizer draws it."""
+    interleave seed is (seed + f) mod 2^32, as the simulator's packetizer draws it, and its coarse
+    layer's is `coarse_seed` of that."""
     stream: int
     level: int
     image_size: tuple[int, int]  # (height, width)
     interleave: str
     seed: int
+    coarse: int = 0  # the coarse layer's level; 0: the stream has none
 
     def frame_seed(self, frame: int) -> int:
         return (self.seed + frame) % 2**32
+
+
+def coarse_seed(seed: int) -> int:
+    """The coarse layer's interleave seed, from its frame's: another permutation, so that the
+    tokens of one lost packet have their cells spread over every coarse packet."""
+    return (seed + 0x9E3779B9) % 2**32
 
 
 def parse_compact(data: bytes, session: Session, frame: int, index: int, count: int) -> Packet:
@@ -147,13 +165,18 @@ def parse_compact(data: bytes, session: Session, frame: int, index: int, count: 
     if len(data) < COMPACT_OVERHEAD_BYTES:
         raise PacketError(f"truncated compact packet: {len(data)} bytes")
     start, tokens = _COMPACT.unpack_from(data)
-    has_colour, tokens = bool(tokens & _COLOUR_TOKENS_FLAG), tokens & MAX_PACKET_TOKENS
+    has_colour, coarse = bool(tokens & _COLOUR_TOKENS_FLAG), bool(tokens & _COARSE_TOKENS_FLAG)
+    tokens &= MAX_PACKET_TOKENS
     gh, gw = grid_shape_for(*session.image_size)
     if start + tokens > gh * gw or index >= count:
         raise PacketError(f"tokens {start}..{start + tokens} or index {index}/{count} outside the frame")
+    if coarse and not session.coarse:
+        raise PacketError("a coarse-layer packet in a stream that sends no coarse layer")
     section, payload = _split_colour(bytes(data), COMPACT_OVERHEAD_BYTES, len(data), has_colour)
-    return Packet(session.stream, frame, index, count, session.level, session.interleave,
-                  session.frame_seed(frame), session.image_size, start, tokens, payload, section)
+    seed = session.frame_seed(frame)
+    return Packet(session.stream, frame, index, count, session.coarse if coarse else session.level,
+                  session.interleave, coarse_seed(seed) if coarse else seed, session.image_size, start,
+                  tokens, payload, section, coarse)
 
 
 def _split_colour(data: bytes, begin: int, end: int, has_colour: bool) -> tuple[bytes, bytes]:
@@ -182,8 +205,8 @@ def parse_packet(data: bytes) -> Packet:
      tokens) = _HEADER.unpack_from(data)
     if marker != MARKER:
         raise PacketError(f"not a simnet packet (marker 0x{marker:02x}, expected 0x{MARKER:02x})")
-    code, mode = flags & 0x1F, (flags >> 5) & 3
-    if not 1 <= code <= 16 or mode not in _MODE_NAMES:
+    code, mode = flags & 0x1F, (flags >> 5) & 1
+    if not 1 <= code <= 16:
         raise PacketError(f"bad packet flags 0x{flags:02x}")
     if count == 0 or index >= count:
         raise PacketError(f"packet index {index} out of range for count {count}")
@@ -197,18 +220,21 @@ def parse_packet(data: bytes) -> Packet:
     section, payload = _split_colour(bytes(data), HEADER_BYTES, len(data) - CRC_BYTES,
                                      bool(flags & _COLOUR_FLAG))
     return Packet(stream, frame, index, count, 1 << code, _MODE_NAMES[mode], seed,
-                  (height, width), start, tokens, payload, section)
+                  (height, width), start, tokens, payload, section, bool(flags & _COARSE_FLAG))
 
 
 def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
               mtu: int = DEFAULT_MTU, max_tokens: int | None = None, interleave: str = "random",
               seed: int = 0, overhead: int = OVERHEAD_BYTES, colour: bytes = b"",
-              colour_copies: int = 1) -> list[Packet]:
+              colour_copies: int = 1, coarse: bool = False) -> list[Packet]:
     """Split `grid` into the fewest equal-sized runs of the interleaved order whose packets
     (`overhead` bytes of headers, and the payload) each fit in `mtu` bytes, and at most
     `max_tokens` tokens each. `overhead`: the full header and CRC, or a compact header and the
     transport's shim. `colour` (a colour section) rides in `colour_copies` packets spread over
-    the frame (every packet leaves room for it, so the runs stay equal)."""
+    the frame (every packet leaves room for it, so the runs stay equal). `coarse`: the packets
+    are the frame's coarse layer (`grid` holds its cells)."""
+    if coarse and colour:
+        raise ValueError("the colour section rides in the frame's token packets, not its coarse layer")
     if prior.size != grid.level:
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
     if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32:
@@ -242,7 +268,7 @@ def packetize(grid: TokenGrid, prior: Prior, *, stream: int = 0, frame: int = 0,
         count += 1
     carriers = {c * count // colour_copies for c in range(colour_copies)} if colour else set()
     return [Packet(stream, frame, i, count, grid.level, interleave, seed, grid.image_size,
-                   int(a), int(b - a), p, colour if i in carriers else b"")
+                   int(a), int(b - a), p, colour if i in carriers else b"", coarse)
             for i, (a, b, p) in enumerate(zip(bounds[:-1], bounds[1:], payloads))]
 
 
@@ -268,12 +294,14 @@ class DepacketizerStats:
 
 class Depacketizer:
     """Collects packets of any number of frames, in any order, with duplicates and corrupted
-    ones, and gives each frame back as a grid plus a mask of the positions still missing."""
+    ones, and gives each frame back as a grid plus a mask of the positions still missing (and,
+    where the stream sends a coarse layer, the cells that arrived of it)."""
 
     def __init__(self, prior):
         """`prior(K)` returns level K's Prior (ImageCodec.prior)."""
         self.prior = prior
-        self.frames: dict[tuple[int, int], FrameAssembly] = {}
+        # (stream, frame, coarse layer) -> what arrived of it
+        self.frames: dict[tuple[int, int, bool], FrameAssembly] = {}
         self.stats = DepacketizerStats()
 
     def add(self, data: bytes) -> str:
@@ -293,7 +321,7 @@ class Depacketizer:
         except (EntropyError, KeyError, ValueError):  # ColourError is a ValueError
             self.stats.corrupt += 1
             return "corrupt"
-        key = (packet.stream, packet.frame)
+        key = (packet.stream, packet.frame, packet.coarse)
         frame = self.frames.get(key)
         if frame is None:
             frame = self.frames[key] = FrameAssembly(packet.level, packet.image_size,
@@ -313,14 +341,14 @@ class Depacketizer:
 
     def chroma(self, stream: int, frame: int) -> ColourPlane | None:
         """The frame's colour side channel, or None where it had none or every copy was lost."""
-        assembly = self.frames.get((stream, frame))
+        assembly = self.frames.get((stream, frame, False))
         return assembly.chroma if assembly else None
 
     def assemble(self, stream: int, frame: int, expected: tuple[int, tuple[int, int]] | None = None
                  ) -> LossyTokenGrid:
         """The frame's grid and missing mask. `expected` = (level, (height, width)) lets a frame
         whose every packet was lost still come back (all missing)."""
-        assembly = self.frames.get((stream, frame))
+        assembly = self.frames.get((stream, frame, False))
         if assembly is None:
             if expected is None:
                 raise KeyError(f"no packet of stream {stream} frame {frame} arrived")
@@ -328,17 +356,33 @@ class Depacketizer:
             shape = grid_shape_for(*size)
             return LossyTokenGrid(TokenGrid(np.zeros(shape, dtype=np.int64), level, size),
                                   np.ones(shape, dtype=bool))
-        shape = grid_shape_for(*assembly.image_size)
-        n = shape[0] * shape[1]
-        order = interleave_order(n, assembly.interleave, assembly.seed)
-        flat = np.zeros(n, dtype=np.int64)
-        missing = np.ones(n, dtype=bool)
-        for start, symbols in assembly.received.values():
-            positions = order[start: start + len(symbols)]
-            flat[positions] = symbols
-            missing[positions] = False
-        return LossyTokenGrid(TokenGrid(flat.reshape(shape), assembly.level, assembly.image_size),
-                              missing.reshape(shape))
+        flat, missing = _placed(assembly)
+        return LossyTokenGrid(TokenGrid(flat, assembly.level, assembly.image_size),
+                              missing)
+
+    def cells(self, stream: int, frame: int) -> tuple[int, np.ndarray] | None:
+        """The frame's coarse layer as (its level, (h, w) cells, -1 where lost), or None where no
+        packet of it arrived."""
+        assembly = self.frames.get((stream, frame, True))
+        if assembly is None:
+            return None
+        flat, missing = _placed(assembly)
+        return assembly.level, np.where(missing, -1, flat)
 
     def forget(self, stream: int, frame: int) -> None:
-        self.frames.pop((stream, frame), None)
+        for coarse in (False, True):
+            self.frames.pop((stream, frame, coarse), None)
+
+
+def _placed(assembly: FrameAssembly) -> tuple[np.ndarray, np.ndarray]:
+    """The received symbols of a layer at their grid positions, and the mask of those missing."""
+    shape = grid_shape_for(*assembly.image_size)
+    n = shape[0] * shape[1]
+    order = interleave_order(n, assembly.interleave, assembly.seed)
+    flat = np.zeros(n, dtype=np.int64)
+    missing = np.ones(n, dtype=bool)
+    for start, symbols in assembly.received.values():
+        positions = order[start: start + len(symbols)]
+        flat[positions] = symbols
+        missing[positions] = False
+    return flat.reshape(shape), missing.reshape(shape)

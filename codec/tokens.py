@@ -39,18 +39,50 @@ class TokenGrid:
 
 
 @dataclass
+class CoarseCells:
+    """What the coarse layer tells a receiver: each position's cell at a coarser level (its code
+    there; -1 where that packet was lost too), and which cell each code of the grid's level lies
+    in. A lost token whose cell arrived is known to be one of the few codes of that cell."""
+
+    level: int
+    indices: np.ndarray  # (h, w) int64 in [-1, level)
+    of_code: np.ndarray  # (grid level,) int64: code -> its cell
+
+    def __post_init__(self):
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        self.of_code = np.asarray(self.of_code, dtype=np.int64)
+        if self.indices.ndim != 2:
+            raise ValueError(f"coarse cells must be 2-D, got shape {self.indices.shape}")
+        for name, values, low in (("cells", self.indices, -1), ("code-to-cell map", self.of_code, 0)):
+            if values.size and (values.min() < low or values.max() >= self.level):
+                raise ValueError(f"{name} outside [{low}, {self.level})")
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.indices >= 0
+
+
+@dataclass
 class LossyTokenGrid:
     """What a receiver holds after depacketizing: the grid with a mask of missing positions.
-    Missing positions of `grid.indices` hold 0 and mean nothing until a recovery fills them."""
+    Missing positions of `grid.indices` hold 0 and mean nothing until a recovery fills them.
+    `cells`: the coarse layer, where the stream sends one."""
 
     grid: TokenGrid
     missing: np.ndarray  # (h, w) bool, True where the token was lost
+    cells: CoarseCells | None = None
 
     def __post_init__(self):
         self.missing = np.asarray(self.missing, dtype=bool)
         if self.missing.shape != self.grid.shape:
             raise ValueError(f"missing-token mask has shape {self.missing.shape}, "
                              f"the grid has {self.grid.shape}")
+        if self.cells is not None:
+            if self.cells.indices.shape != self.grid.shape:
+                raise ValueError(f"coarse cells have shape {self.cells.indices.shape}, the grid has {self.grid.shape}")
+            if len(self.cells.of_code) != self.grid.level:
+                raise ValueError(f"the code-to-cell map covers {len(self.cells.of_code)} codes, "
+                                 f"the grid's level is {self.grid.level}")
 
     @property
     def loss_rate(self) -> float:
@@ -74,6 +106,19 @@ def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor, bias: torch.Ten
     out = [(norms[None, :] - 2 * part @ codebook.t()).argmin(1) for part in flat.split(chunk)]
     indices = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
     return indices.view(vectors.shape[:-1])
+
+
+def nearest_in_cells(vectors: torch.Tensor, cells: torch.Tensor, of_code: torch.Tensor,
+                     codebook: torch.Tensor) -> torch.Tensor:
+    """Per row of `vectors` (N, D), the index of the code nearest it among the codes of
+    `codebook` (K, D) that lie in the row's cell: `cells` (N,) the cells, `of_code` (K,) each
+    code's cell. Every cell must hold at least one code (the levels nest: each has its codes)."""
+    import torch
+
+    codebook = codebook.float()
+    inside = of_code[None, :].to(cells.device) == cells[:, None]
+    d2 = codebook.pow(2).sum(1)[None, :] - 2 * vectors.float() @ codebook.t()
+    return d2.masked_fill(~inside, torch.inf).argmin(1)
 
 
 def neighbour_fill(vectors: torch.Tensor, lost: torch.Tensor, codebook: torch.Tensor):

@@ -1,8 +1,9 @@
 """The recovery interface: fill the missing positions of a token grid.
 
 A method sees only what a receiver has: the indices that arrived, the mask of missing positions,
-and the level's codebook vectors (K, D). It returns a complete (h, w) index grid in which every
-received index is unchanged.
+the cells the coarse layer delivered (where the stream sends one), and the level's codebook
+vectors (K, D). It returns a complete (h, w) index grid in which every received index is unchanged
+and every lost token whose cell arrived holds a code of that cell.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from codec.tokens import LossyTokenGrid
+from codec.tokens import LossyTokenGrid, nearest_in_cells
 
 
 class RecoveryError(ValueError):
@@ -35,3 +36,20 @@ def check_inputs(lossy: LossyTokenGrid, codebook: torch.Tensor) -> None:
     known = grid.indices[~lossy.missing]
     if known.size and (known.min() < 0 or known.max() >= grid.level):
         raise RecoveryError(f"grid holds indices outside [0, {grid.level})")
+
+
+def snap_into_cells(lossy: LossyTokenGrid, filled: np.ndarray, vectors: torch.Tensor,
+                    codebook: torch.Tensor) -> np.ndarray:
+    """Where the coarse layer gave a lost token's cell, replace its fill in `filled` (h, w) by the
+    code of that cell nearest its vector in `vectors` (h, w, D); `filled` as it is elsewhere."""
+    if lossy.cells is None:
+        return filled
+    where = lossy.missing & lossy.cells.known
+    if not where.any():
+        return filled
+    out = filled.copy()
+    ys, xs = np.nonzero(where)
+    out[ys, xs] = nearest_in_cells(vectors[torch.from_numpy(ys), torch.from_numpy(xs)],
+                                   torch.from_numpy(lossy.cells.indices[ys, xs]),
+                                   torch.from_numpy(lossy.cells.of_code), codebook).numpy()
+    return out

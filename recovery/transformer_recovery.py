@@ -13,7 +13,7 @@ import torch
 
 from codec.hardware import resolve
 from codec.safe_weights import check_state, file_checksum, read_weights, save_weights
-from codec.tokens import LossyTokenGrid, nearest_codes
+from codec.tokens import LossyTokenGrid, nearest_codes, nearest_in_cells
 
 from .base import RecoveryError, check_inputs
 from .transformer import MaskedTokenTransformer, TransformerConfig
@@ -63,13 +63,28 @@ def window_starts(n: int, window: int) -> list[int]:
     return sorted({min(o, max(n - window, 0)) for o in range(0, n, window)})
 
 
-def mmse_codes(probs: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """The code with the least expected squared distance to the true code under `probs` (..., K).
+def mmse_codes(probs: torch.Tensor, codebook: torch.Tensor, cells: torch.Tensor | None = None,
+               of_code: torch.Tensor | None = None) -> torch.Tensor:
+    """The code with the least expected squared distance to the true code under `probs` (N, K).
 
     sum_k p_k |c_j - c_k|^2 = |c_j|^2 - 2 c_j . E[c] + const, so it is the code nearest to the
     posterior mean vector E[c]. When the model hesitates between similar codes it picks their
-    middle, which the decoder turns into less error than a confident wrong guess."""
-    return nearest_codes(probs @ codebook.float(), codebook)
+    middle, which the decoder turns into less error than a confident wrong guess. With `cells`
+    (N,) and `of_code` (K,), each row's choice stays inside its cell (-1: any code)."""
+    mean = probs @ codebook.float()
+    out = nearest_codes(mean, codebook)
+    if cells is not None:
+        known = cells >= 0
+        if known.any():
+            out[known] = nearest_in_cells(mean[known], cells[known], of_code, codebook)
+    return out
+
+
+def restrict_to_cells(probs: torch.Tensor, cells: torch.Tensor, of_code: torch.Tensor) -> torch.Tensor:
+    """The posterior (N, K) conditioned on each row's known cell (N,; -1: unknown, unchanged)."""
+    inside = (of_code[None, :] == cells[:, None]) | (cells[:, None] < 0)
+    kept = probs * inside
+    return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
 def bf16_matrices(model: MaskedTokenTransformer) -> MaskedTokenTransformer:
@@ -173,18 +188,24 @@ class TransformerRecovery:
         flat_idx, flat_miss = idx.view(-1), miss.view(-1)
         total = int(miss.sum())
         generator = torch.Generator().manual_seed(self.seed)
+        # a lost token whose coarse cell arrived is one of that cell's codes: the posterior is
+        # conditioned on it before any decision
+        cells = torch.from_numpy(lossy.cells.indices).view(-1) if lossy.cells is not None else None
+        of_code = torch.from_numpy(lossy.cells.of_code) if lossy.cells is not None else None
         for step in range(self.steps):
             logits, still = self._logits(idx, miss, level)
+            probs = torch.softmax(logits / (self.temperature or 1.0), dim=-1)
+            known = cells[still] if cells is not None else None
+            if known is not None:
+                probs = restrict_to_cells(probs, known, of_code)
             if self.temperature > 0:
-                probs = torch.softmax(logits / self.temperature, dim=-1)
                 pred = torch.multinomial(probs, 1, generator=generator)[:, 0]
             else:
-                probs = torch.softmax(logits, dim=-1)
                 pred = probs.argmax(-1)
             # the fill order follows the model's confidence in its most likely code
             confidence = probs.gather(-1, pred[:, None])[:, 0]
             if self.decision == "mmse" and self.temperature == 0:
-                pred = mmse_codes(probs, codebook)
+                pred = mmse_codes(probs, codebook, known, of_code)
             # cosine schedule: after step t, total * cos(pi/2 * t/T) positions stay masked
             keep_masked = math.floor(total * math.cos(math.pi / 2 * (step + 1) / self.steps))
             n_fill = max(1, len(still) - keep_masked) if step < self.steps - 1 else len(still)

@@ -63,6 +63,8 @@ def test_cli_encode_info_decode(tmp_path, capsys, tiny_weights, sample_rgb):
     (lambda t, w: ["train", "tokenizer", "--out", str(t / "r"), "--loss-aware", "1",
                    "--decoder-only", w[1] + "/levels.safetensors"], "cannot go with --decoder-only"),
     (lambda t, w: ["train", "tokenizer", "--out", str(t / "r"), "--conceal"], "it needs --loss-aware"),
+    (lambda t, w: ["eval", "--images", str(t), "-k", "16", "--coarse", "16"] + w, "--coarse: the coarse layer needs"),
+    (lambda t, w: ["eval", "--images", str(t), "-k", "64", "--coarse", "256"] + w, "coarse level 256 is not available"),
 ])
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, tiny_weights, tiny_codec,
                                                sample_rgb, make_args, fragment):
@@ -267,3 +269,39 @@ def test_a_transformer_beside_the_codec_weights_is_the_one_eval_uses(tmp_path, c
     monkeypatch.setenv(WEIGHTS_ENV, str(WEIGHTS))
     code, _, err = run(args, capsys)
     assert code == 2 and "codebook" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("burst", [None, 2.0])
+def test_eval_with_a_coarse_layer_counts_its_bytes_and_keeps_lost_tokens_cells(tmp_path, capsys, tiny_weights,
+                                                                               sample_rgb, burst):
+    """--coarse 16 sends each token's cell at K = 16 again: the rate counts it, the baselines get
+    its bytes, the records say how many lost tokens had their cell, and the cells are lost at
+    about the same rate as the tokens (independently, or as whole packets through the channel)."""
+    import json
+
+    (tmp_path / "imgs").mkdir()
+    save_rgb(np.concatenate([sample_rgb] * 3, axis=1), tmp_path / "imgs" / "a.png")
+    docs = {}
+    for coarse in ("0", "16"):
+        out = tmp_path / f"r{coarse}.json"
+        args = ["eval", "--images", str(tmp_path / "imgs"), "-k", "64", "--loss", "0,0.3", "--seeds", "4",
+                "--methods", "none,neighbour", "--coarse", coarse, "--json", str(out), "--weights", str(tiny_weights)]
+        assert run(args + (["--burst", str(burst)] if burst else []), capsys)[0] == 0
+        docs[coarse] = json.loads(out.read_text())["records"]
+    plain = next(r for r in docs["0"] if r["method"] == "lossless")
+    layered = next(r for r in docs["16"] if r["method"] == "lossless")
+    assert layered["bits_coarse"] > 0 and layered["coarse_level"] == 16 and "bits_coarse" not in plain
+    pixels = 72 * 300
+    assert layered["bpp_payload"] == pytest.approx(plain["bpp_payload"] + layered["bits_coarse"] / pixels)
+    assert layered["psnr"] == plain["psnr"]  # nothing lost: the coarse layer changes nothing
+    for method in ("webp-q0", "down2-webp"):  # the baselines are matched to the larger budget
+        a = next(r for r in docs["0"] if r["method"] == method)
+        b = next(r for r in docs["16"] if r["method"] == method)
+        assert "bits_coarse" not in b and b["bpp_wire"] >= a["bpp_wire"] - 1e-12
+    lossy = [r for r in docs["16"] if r["loss_rate_target"] == 0.3 and r["method"] == "neighbour"]
+    assert len(lossy) == 4 and all(0 <= r["cells_known"] <= 1 for r in lossy if r["loss_rate_tokens"] > 0)
+    known = [r["cells_known"] for r in lossy if r["loss_rate_tokens"] > 0]
+    if burst is None:  # each cell lost on its own, at the tokens' rate
+        assert 0.3 < np.mean(known) < 0.95
+    else:  # 95 cells fit one coarse packet: it arrived, or none did
+        assert set(known) <= {0.0, 1.0} and 1.0 in known

@@ -191,3 +191,63 @@ def test_a_colour_section_too_large_for_the_mtu_is_one_clear_error():
     grid, prior = make_grid()
     with pytest.raises(PacketError, match="colour section .* leaves no room"):
         packetize(grid, prior, mtu=300, colour=bytes(296))
+
+
+def _coarse_frame(tiny_codec):
+    from codec.packets import coarse_seed
+
+    rng = np.random.default_rng(4)
+    grid = TokenGrid(rng.integers(0, 64, (6, 9)), 64, (96, 144))
+    fine = tiny_codec.packetize(grid, max_tokens=8, seed=5)
+    coarse = tiny_codec.coarse_packets(grid, 16, seed=5, max_tokens=16)
+    assert all(p.coarse and p.level == 16 and p.seed == coarse_seed(5) for p in coarse)
+    assert not any(p.coarse for p in fine)
+    return grid, fine, coarse
+
+
+@pytest.mark.parametrize("form", ["full", "compact"])
+def test_the_coarse_layer_brings_back_each_tokens_cell_beside_the_lost_tokens(tiny_codec, form):
+    from codec.packets import Session, parse_compact
+
+    grid, fine, coarse = _coarse_frame(tiny_codec)
+    cells = tiny_codec.cell_map(16)[grid.indices]
+    session = Session(0, 64, grid.image_size, "random", 5, coarse=16)
+    sent = fine + coarse
+    d = Depacketizer(tiny_codec.prior)
+    lost_fine, lost_coarse = {1, 3}, {0}
+    for j, p in enumerate(sent):
+        if (p.coarse and p.index in lost_coarse) or (not p.coarse and p.index in lost_fine):
+            continue
+        if form == "full":
+            assert d.add(p.to_bytes()) == "ok"
+        else:  # the transport numbers the frame's packets, both layers, as the FEC shim does
+            assert d.add_packet(parse_compact(p.to_compact(), session, 0, j, len(sent))) == "ok"
+    lossy = d.assemble(0, 0)
+    assert lossy.missing.sum() == sum(fine[i].tokens for i in lost_fine)
+    assert np.array_equal(lossy.grid.indices[~lossy.missing], grid.indices[~lossy.missing])
+    level, got = d.cells(0, 0)
+    assert level == 16 and (got == -1).sum() == coarse[0].tokens
+    assert np.array_equal(got[got >= 0], cells[got >= 0])
+    d.forget(0, 0)
+    assert d.cells(0, 0) is None and 0 not in {key[1] for key in d.frames}
+
+
+def test_a_coarse_packet_in_a_stream_without_a_coarse_layer_is_refused(tiny_codec):
+    from codec.packets import Session, parse_compact
+
+    grid, fine, coarse = _coarse_frame(tiny_codec)
+    session = Session(0, 64, grid.image_size, "random", 5)
+    with pytest.raises(PacketError, match="no coarse layer"):
+        parse_compact(coarse[0].to_compact(), session, 0, 0, len(coarse))
+    assert parse_packet(fine[0].to_bytes()).coarse is False
+    assert parse_packet(coarse[0].to_bytes()).coarse is True
+
+
+def test_the_coarse_layer_needs_the_base_level_and_a_smaller_one(tiny_codec):
+    grid = TokenGrid(np.zeros((2, 2), int), 16, (32, 32))
+    with pytest.raises(ValueError, match="base level 64"):
+        tiny_codec.cells(grid, 16)
+    with pytest.raises(ValueError, match="smaller levels"):
+        tiny_codec.cells(TokenGrid(np.zeros((2, 2), int), 64, (32, 32)), 32)
+    with pytest.raises(ValueError, match="colour section rides"):
+        packetize(grid, Prior.uniform(16), colour=b"xx", coarse=True)

@@ -436,3 +436,63 @@ def test_sampled_fills_are_seeded_and_differ_from_the_mmse_choice(tmp_path):
     mmse = TransformerRecovery(model, steps=1).recover(grid, smooth_codebook())
     assert np.array_equal(sampled[0], sampled[1])  # same seed, same draw
     assert not np.array_equal(sampled[0], mmse) and np.array_equal(sampled[0][~miss], idx[~miss])
+
+
+def with_cells(grid, cells, of_code, level=16):
+    from codec.tokens import CoarseCells
+
+    return LossyTokenGrid(grid.grid, grid.missing, CoarseCells(level, cells, of_code))
+
+
+@pytest.mark.parametrize("spec", ["none", "neighbour", "transformer:1", "transformer:3:argmax",
+                                  "transformer:1:sample@1"])
+def test_a_lost_token_whose_cell_arrived_is_filled_inside_its_cell(spec, tmp_path):
+    torch.manual_seed(0)
+    save_transformer(MaskedTokenTransformer(TINY), tmp_path / "t.safetensors", {"note": "test"})
+    cb = smooth_codebook()
+    of_code = np.arange(64) % 16  # 16 cells of 4 codes each
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, 64, (8, 8))
+    miss = rng.random((8, 8)) < 0.5
+    cells = np.where(rng.random((8, 8)) < 0.7, of_code[idx], -1)  # 30% of the cells lost too
+    grid = lossy(idx, miss, 64)
+    method = get_method(spec, weights=tmp_path / "t.safetensors", precision="fp32")
+    plain = method.recover(grid, cb)
+    out = method.recover(with_cells(grid, cells, of_code), cb)
+    known = miss & (cells >= 0)
+    assert np.array_equal(out[~miss], idx[~miss])
+    assert np.array_equal(of_code[out[known]], cells[known])
+    assert (of_code[plain[known]] != cells[known]).any()  # the cells changed something
+    # no cell known: the fill is the one without a coarse layer, to the bit
+    assert np.array_equal(method.recover(with_cells(grid, np.full((8, 8), -1), of_code), cb), plain)
+
+
+def test_in_cell_mmse_picks_the_cells_code_nearest_the_conditioned_posterior_mean():
+    from recovery.transformer_recovery import mmse_codes, restrict_to_cells
+
+    cb = smooth_codebook(k=8, d=2)
+    of_code = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    probs = torch.softmax(torch.randn(5, 8, generator=torch.Generator().manual_seed(1)), -1)
+    cells = torch.tensor([0, 1, -1, 1, 0])
+    conditioned = restrict_to_cells(probs, cells, of_code)
+    assert torch.allclose(conditioned.sum(-1), torch.ones(5))
+    assert torch.equal(conditioned[2], probs[2])  # unknown cell: unchanged
+    assert (conditioned[0, 4:] == 0).all() and (conditioned[1, :4] == 0).all()
+    picked = mmse_codes(conditioned, cb, cells, of_code)
+    for row in (0, 1, 3, 4):
+        members = (of_code == cells[row]).nonzero()[:, 0]
+        mean = conditioned[row] @ cb
+        assert picked[row] == members[(cb[members] - mean).pow(2).sum(1).argmin()]
+    assert picked[2] == mmse_codes(probs[2:3], cb)[0]
+
+
+def test_coarse_cells_are_checked_against_the_grid():
+    from codec.tokens import CoarseCells
+
+    grid = lossy(np.zeros((4, 4), int), np.ones((4, 4), bool), 64)
+    with pytest.raises(ValueError, match="outside"):
+        CoarseCells(16, np.full((4, 4), 16), np.zeros(64))
+    with pytest.raises(ValueError, match="shape"):
+        with_cells(grid, np.zeros((4, 5), int), np.zeros(64, int))
+    with pytest.raises(ValueError, match="covers 32 codes"):
+        with_cells(grid, np.zeros((4, 4), int), np.zeros(32, int))

@@ -275,3 +275,41 @@ def test_a_scenario_with_the_colour_side_channel(tmp_path, tiny_weights):
             else:
                 assert r["ciede2000"] == pytest.approx(other["ciede2000"])
     assert kinds == {True, False}
+
+
+def test_a_scenario_with_a_coarse_layer(tmp_path, capsys, tiny_weights):
+    """packets.coarse sends each token's cell at a smaller level in packets of its own, after
+    the frame's tokens: the wire carries more bytes, records say how many and what share of the
+    lost tokens kept their cell, the first page says it, and the fills stay in the cells (the
+    same loss on the same frame decodes otherwise than without the layer)."""
+    from simnet.experiment.narrative import describe_scenario
+
+    docs = {}
+    for name, extra in (("plain", ""), ("coarse", ", coarse: 16, header: compact")):
+        text = scenario_text(tiny_weights).replace("seed: 1}", "seed: 1" + (extra or ", header: compact") + "}")
+        text = text.replace("codebook: 64", "level: 64").replace("name: tiny", f"name: {name}")
+        (tmp_path / f"{name}.yaml").write_text(text)
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path), "--no-pdf"]) == 0
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    doc = docs["coarse"]
+    assert any("a coarse layer: each token's cell at K = 16" in line for line in describe_scenario(doc["meta"]["scenario"]))
+    assert doc["run_info"]["coarse_bytes_per_frame"] > 0 and docs["plain"]["run_info"]["coarse_bytes_per_frame"] == 0
+    lossless = [r for r in doc["records"] if r["method"] == "lossless"]
+    plain_lossless = [r for r in docs["plain"]["records"] if r["method"] == "lossless"]
+    for a, b in zip(plain_lossless, lossless):
+        assert b["bits_coarse"] > 0 and b["bpp_wire"] > a["bpp_wire"] and b["psnr"] == a["psnr"]
+    lossy = [r for r in doc["records"] if r["loss_rate_target"] == 0.3 and r["loss_rate_tokens"] > 0]
+    assert lossy and all(0 <= r["cells_known"] <= 1 for r in lossy)
+    assert any(r["cells_known"] > 0 for r in lossy)
+
+
+def test_a_coarse_layer_is_refused_in_one_line_where_it_cannot_work(tmp_path, capsys, tiny_weights):
+    (tmp_path / "k16.yaml").write_text(scenario_text(tiny_weights).replace("codebook: 64", "level: 16")
+                                       .replace("seed: 1}", "seed: 1, coarse: 16}"))
+    assert main(["run", str(tmp_path / "k16.yaml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "k16.yaml: packets.coarse: the coarse layer needs codec.level 64" in err
+    (tmp_path / "k256.yaml").write_text(scenario_text(tiny_weights).replace("seed: 1}", "seed: 1, coarse: 256}"))
+    assert main(["sweep", str(tmp_path / "k256.yaml"), "--out", str(tmp_path / "s.json"), "--workers", "1"]) == 2
+    assert "coarse level 256 is not available" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()

@@ -78,9 +78,12 @@ def _iqa_metrics(names: str | None):
               "fsim,vif,gmsd,lpips,dists); needs pyiqa's own environment (`make iqa`). A metric "
               "that cannot run here (weights not downloadable) is listed in meta.iqa, never filled in.")
 @chroma_options
+@click.option("--coarse", type=click.Choice(["0", "16", "64", "256"]), default="0", show_default=True,
+              help="Send each token's cell at this smaller level again, as a coarse layer (protection: "
+                   "a lost token is chosen among its cell's codes; needs the base level); 0 = off.")
 @weights_option
 def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines, json_out,
-             device, precision, rate_lambda, metric_names, iqa, chroma, chroma_step, luma, weights):
+             device, precision, rate_lambda, metric_names, iqa, chroma, chroma_step, luma, coarse, weights):
     """Codec (and recovery) quality on a folder of images: per image and mean.
 
     \b
@@ -93,7 +96,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     from ..experiment.evaluate import EvalOptions, evaluate_folder
     from ..experiment.metrics import combine
     from ..experiment.results import ResultsWriter, make_meta
-    from ..experiment.setup import prepare
+    from ..experiment.setup import check_coarse, prepare
 
     loss_rates = parse_floats(loss, "--loss")
     check_luma_option(chroma, luma)
@@ -105,10 +108,12 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
     extra_metrics = _iqa_metrics(iqa)
     setup = prepare(weights, precision, level, method_list if any(r > 0 for r in loss_rates) else [],
                     "--codebook", device)
+    coarse = int(coarse)
+    check_coarse(level, coarse, setup.codec.level_sizes, "--coarse")
     say_compute(setup.codec.compute)
     opts = EvalOptions(loss_rates=loss_rates, seeds=seeds, seed=seed, burst=burst, baselines=baselines,
                        rate_lambda=rate_lambda, extra=combine(metrics, extra_metrics),
-                       chroma_block=chroma or None, chroma_step=chroma_step, luma=luma)
+                       chroma_block=chroma or None, chroma_step=chroma_step, luma=luma, coarse=coarse)
     out = json_out or Path("reports") / f"eval-{images.name}-k{level}.json"
     shipped_lambda = setup.codec.level(level).rate_lambda
     meta = make_meta(["simnet"] + sys.argv[1:], seed, setup.checksums,
@@ -116,7 +121,7 @@ def eval_cmd(images, level, loss, methods, burst, seeds, seed, limit, baselines,
                      rate_lambda=rate_lambda if rate_lambda is not None else shipped_lambda,
                      burst=burst, metrics=metrics.describe(),
                      chroma_block=chroma or None, chroma_step=chroma_step if chroma else None,
-                     chroma_luma=luma if chroma else None,
+                     chroma_luma=luma if chroma else None, coarse_level=coarse or None,
                      **({"iqa": extra_metrics.describe()} if extra_metrics else {}))
     mean_fields = tuple(metrics.fields) + (tuple(extra_metrics.fields) if extra_metrics else ())
     with ResultsWriter(out, meta, mean_fields) as writer, Progress(console=console, transient=True) as progress:

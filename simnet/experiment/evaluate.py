@@ -6,6 +6,9 @@ the same run: JPEG and WebP at their lowest qualities, and downscale + WebP + up
 codec's rate on that image. With a colour side channel (`chroma_block`), the VQ file carries it
 and the baselines match the larger file; random token loss leaves it whole (it models lost
 tokens), whole-packet loss (`burst`) sends it in two of the packets, which may both be lost.
+With a coarse layer (`coarse`), its bytes count in the rate and the baselines' budget; random
+token loss loses each token's cell independently at the same rate, whole-packet loss sends the
+cells in packets of their own after the tokens', through the same channel.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import lost_split, quality
 from codec.packets import DEFAULT_MTU, Depacketizer
-from codec.tokens import LossyTokenGrid, TokenGrid, random_token_mask
+from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_mask
 
 from ..network.loss_models import GilbertElliott
 from ..seeds import element_seed
@@ -31,12 +34,15 @@ from .setup import Setup
 
 def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int, mtu: int,
                      max_tokens: int | None, burst: float, colour_section: bytes = b"",
-                     colour_copies: int = 2) -> tuple[np.ndarray, float, bool]:
-    """Tokens lost when the grid's packets cross a Gilbert-Elliott channel of this mean loss rate
-    and mean burst length (burst 1 = independent losses), as the receiver's depacketizer sees
-    them. Returns (mask, packet loss rate, whether a copy of the colour section arrived)."""
+                     colour_copies: int = 2, coarse: int = 0) -> tuple[np.ndarray, float, bool, np.ndarray | None]:
+    """Tokens lost when the grid's packets (and its coarse layer's, after them) cross a
+    Gilbert-Elliott channel of this mean loss rate and mean burst length (burst 1 = independent
+    losses), as the receiver's depacketizer sees them. Returns (mask, packet loss rate, whether a
+    copy of the colour section arrived, the coarse cells that arrived (-1: lost) or None)."""
     packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed,
                               colour=colour_section, colour_copies=colour_copies)
+    if coarse:
+        packets += codec.coarse_packets(grid, coarse, seed=seed, mtu=mtu, max_tokens=coarse_tokens(max_tokens))
     model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
     lost = np.array([model.drop() if model else False for _ in packets])
     depack = Depacketizer(codec.prior)
@@ -44,7 +50,17 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
         if not gone:
             depack.add_packet(packet)
     lossy = depack.assemble(0, 0, expected=(grid.level, grid.image_size))
-    return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None
+    cells = None
+    if coarse:
+        arrived = depack.cells(0, 0)
+        cells = arrived[1] if arrived else np.full(grid.shape, -1, dtype=np.int64)
+    return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None, cells
+
+
+def coarse_tokens(max_tokens: int | None) -> int | None:
+    """Cells per coarse packet: twice a token packet's tokens (a cell takes half a token's bits or
+    less), as scenarios default to."""
+    return min(2 * max_tokens, 16383) if max_tokens else None
 
 
 @dataclass
@@ -62,14 +78,25 @@ class EvalOptions:
     chroma_block: int | None = None  # the colour side channel's block side in pixels; None: off
     chroma_step: int = 2
     luma: bool = False  # the side channel's blocks carry luma too
+    coarse: int = 0  # the coarse layer's level (each token's cell there sent again); 0: none
 
 
 def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, section: bytes
-                 ) -> tuple[np.ndarray, float | None, bool]:
-    """(lost positions, packet loss rate or None, whether the colour section, if any, arrived)."""
+                 ) -> tuple[np.ndarray, float | None, bool, CoarseCells | None]:
+    """(lost positions, packet loss rate or None, whether the colour section, if any, arrived,
+    the coarse cells that arrived where the stream sends a coarse layer)."""
+    cells = None
     if opts.burst is None:
-        return random_token_mask(grid.shape, rate, seed), None, True
-    return packet_loss_mask(setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, section)
+        missing, packet_rate, colour_arrived = random_token_mask(grid.shape, rate, seed), None, True
+        if opts.coarse:
+            gone = random_token_mask(grid.shape, rate, element_seed(seed, "coarse"))
+            cells = np.where(gone, -1, setup.codec.cells(grid, opts.coarse).indices)
+    else:
+        missing, packet_rate, colour_arrived, cells = packet_loss_mask(
+            setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, section, coarse=opts.coarse)
+    if cells is not None:
+        cells = CoarseCells(opts.coarse, cells, setup.codec.cell_map(opts.coarse))
+    return missing, packet_rate, colour_arrived, cells
 
 
 def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
@@ -80,11 +107,13 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
     for rate in (r for r in opts.loss_rates if r > 0):
         for s in range(opts.seeds):
             seed = opts.seed + s
-            missing, packet_rate, colour_arrived = _lost_tokens(setup, grid, opts, rate,
-                                                                element_seed(seed, image_index, rate), section)
+            missing, packet_rate, colour_arrived, cells = _lost_tokens(
+                setup, grid, opts, rate, element_seed(seed, image_index, rate), section)
             got_chroma = chroma if colour_arrived else None
             received = np.where(missing, 0, grid.indices)
-            lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing)
+            lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing, cells)
+            known = ({"cells_known": float(cells.known[missing].mean()) if missing.any() else None}
+                     if cells is not None else {})
             for method_name, method in setup.recoveries.items():
                 filled = method.recover(lossy, codebook)
                 decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
@@ -95,7 +124,7 @@ def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: Eva
                 records.append({**base, "seed": seed, "loss_rate_target": rate,
                                 "loss_rate_packets": packet_rate,
                                 "loss_rate_tokens": float(missing.mean()), "method": method_name,
-                                **({"colour_received": colour_arrived} if chroma else {}),
+                                **({"colour_received": colour_arrived} if chroma else {}), **known,
                                 **scores, **split, "token_accuracy": accuracy,
                                 "psnr_drop": ceiling["psnr"] - scores["psnr"]})
     return records
@@ -131,24 +160,29 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     data = codec.to_bytes(grid, chroma)
     section = colour.to_bytes(chroma) if chroma else b""
     colour_bytes = len(section)
-    payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES) * 8  # the colour section included
+    # the coarse layer as it would travel (its packets' payloads), counted in the rate
+    coarse_bytes = (sum(len(p.payload) for p in codec.coarse_packets(
+        grid, opts.coarse, seed=0, mtu=opts.mtu, max_tokens=coarse_tokens(opts.max_tokens))) if opts.coarse else 0)
+    payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES + coarse_bytes) * 8  # colour and coarse layer included
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
             "latency_ms_p50": None, "latency_ms_p95": None}
     if chroma:
         base.update(chroma_block=chroma.block, chroma_step=chroma.step, chroma_luma=chroma.luma is not None,
                     bits_colour=colour_bytes * 8)
+    if opts.coarse:
+        base.update(coarse_level=opts.coarse, bits_coarse=coarse_bytes * 8)
     ceiling = quality(rgb, codec.decode(grid, chroma=chroma), opts.extra)
-    rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": len(data) * 8 / pixels}
+    rates = {"bpp_payload": payload_bits / pixels, "bpp_wire": (len(data) + coarse_bytes) * 8 / pixels}
     records = [{**base, "seed": opts.seed, "loss_rate_target": 0.0, "loss_rate_packets": 0.0,
                 "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,
-                "bits_over_cross_entropy": (payload_bits - colour_bytes * 8) / xent,
+                "bits_over_cross_entropy": (payload_bits - (colour_bytes + coarse_bytes) * 8) / xent,
                 "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
     records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma, section)
     if opts.baselines:
         plain = {k: v for k, v in base.items()
-                 if k not in ("chroma_block", "chroma_step", "chroma_luma", "bits_colour")}
-        records += baseline_records(rgb, len(data), opts, plain)
+                 if k not in ("chroma_block", "chroma_step", "chroma_luma", "bits_colour", "coarse_level", "bits_coarse")}
+        records += baseline_records(rgb, len(data) + coarse_bytes, opts, plain)
     return records
 
 

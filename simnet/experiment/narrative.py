@@ -44,6 +44,9 @@ def describe_scenario(config: dict) -> list[str]:
         what = "Y/Cb/Cr" if codec.get("luma") else "Cb/Cr"
         side = (f", and the picture's colour as {what} means over {codec['chroma']}-pixel blocks in "
                 f"{packets.get('colour_copies', 2)} packets of each frame" if codec.get("chroma") else "")
+        if packets.get("coarse"):
+            side += (f", and a coarse layer: each token's cell at K = {packets['coarse']} in packets of its own "
+                     "(protection: a lost token is chosen among its cell's codes)")
         lines.append(f"Codec: VQ tokens at codebook level K = {level} ({codec.get('precision')}{weights}){side}; "
                      f"packets of at most {packets.get('mtu', 0):g} B{limit}, "
                      f"{'interleaved at random' if packets.get('interleave') == 'random' else 'in raster order'}.")

@@ -79,6 +79,8 @@ def _title_page(pdf, doc, path):
         h, w = info.get('frame_size') or (0, 0)
         colour = (f", {info['colour_bytes_per_frame']:.0f} B of colour side channel per frame (all copies)"
                   if info.get("colour_bytes_per_frame") else "")
+        if info.get("coarse_bytes_per_frame"):
+            colour += f", {info['coarse_bytes_per_frame']:.0f} B of coarse layer per frame"
         lines.append(f"On the wire: {info['frames']} frames of {w}x{h} px, "
                      f"{info.get('packets_per_frame', 0):.1f} packets per frame, "
                      f"{info.get('packet_overhead_bits')} bits of header per packet{colour}.")

@@ -19,7 +19,7 @@ from codec.colour import ColourPlane
 from codec.images import save_rgb
 from codec.metrics import lost_split, quality
 from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
-from codec.tokens import TokenGrid
+from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
 
 from ..network.channel import ChannelOutcome, simulate_channel
 from ..network.protection import SHIM_BYTES, ProtectionError, parse_shim, protect
@@ -44,6 +44,7 @@ class EncodedFrame:
     lossless_quality: dict
     chroma: ColourPlane | None = None
     colour_bytes: int = 0  # the colour section, every copy
+    coarse_bytes: int = 0  # the coarse layer's payloads
 
 
 @dataclass
@@ -81,16 +82,22 @@ def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTim
             by_image[key] = (grid, plane, section, lossless, quality(rgb, lossless, metrics or None))
         grid, plane, section, lossless, q = by_image[key]
         t0 = time.perf_counter()
-        packets = codec.packetize(grid, stream=0, frame=i, mtu=int(cfg.mtu), max_tokens=cfg.max_tokens,
-                                  interleave=cfg.interleave, seed=(cfg.seed + i) % 2**32,
-                                  overhead=header_bytes(cfg.header), colour=section,
-                                  colour_copies=cfg.colour_copies)
-        wire = ([p.to_bytes() for p in packets] if cfg.header == "full"
-                else protect([p.to_compact() for p in packets], i)[0])
+        frame_seed = (cfg.seed + i) % 2**32
+        common = dict(stream=0, frame=i, mtu=int(cfg.mtu), interleave=cfg.interleave,
+                      overhead=header_bytes(cfg.header))
+        packets = codec.packetize(grid, max_tokens=cfg.max_tokens, seed=frame_seed, colour=section,
+                                  colour_copies=cfg.colour_copies, **common)
+        # the coarse layer travels after the frame's tokens
+        coarse = (codec.coarse_packets(grid, cfg.coarse, seed=frame_seed, max_tokens=cfg.coarse_max_tokens, **common)
+                  if cfg.coarse else [])
+        wire = ([p.to_bytes() for p in packets + coarse] if cfg.header == "full"
+                else protect([p.to_compact() for p in packets + coarse], i)[0])
         timings.encode_s += time.perf_counter() - t0
         colour_bytes = sum(len(p.colour) for p in packets)
-        out.append(EncodedFrame(name, rgb, grid, wire, sum(len(p.payload) for p in packets) + colour_bytes,
-                                lossless, q, plane, colour_bytes))
+        coarse_bytes = sum(len(p.payload) for p in coarse)
+        out.append(EncodedFrame(name, rgb, grid, wire,
+                                sum(len(p.payload) for p in packets) + colour_bytes + coarse_bytes,
+                                lossless, q, plane, colour_bytes, coarse_bytes))
         if progress:
             progress(i + 1, len(frames))
     return out
@@ -102,6 +109,18 @@ def colour_fields(f: EncodedFrame, received: bool) -> dict:
         return {}
     return {"chroma_block": f.chroma.block, "chroma_luma": f.chroma.luma is not None,
             "bits_colour": f.colour_bytes * 8, "colour_received": received}
+
+
+def coarse_fields(f: EncodedFrame, level: int, lossy: LossyTokenGrid | None = None) -> dict:
+    """A record's coarse-layer fields (none where the scenario sends none): its level and bits,
+    and after loss the share of the lost tokens whose cell arrived."""
+    if not level:
+        return {}
+    fields = {"coarse_level": level, "bits_coarse": f.coarse_bytes * 8}
+    if lossy is not None:
+        lost = lossy.missing
+        fields["cells_known"] = float(lossy.cells.known[lost].mean()) if lost.any() else None
+    return fields
 
 
 def header_bytes(header: str) -> int:
@@ -154,7 +173,8 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
                     "bpp_payload": f.payload_bytes * 8 / pixels,
                     "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                     **f.lossless_quality, "latency_ms_p50": None, "latency_ms_p95": None,
-                    "packets": len(f.packets), **colour_fields(f, f.chroma is not None)})
+                    "packets": len(f.packets), **colour_fields(f, f.chroma is not None),
+                    **coarse_fields(f, scenario.packets.coarse)})
     runs = []
     points = [(rate, s) for rate in rates for s in range(seeds)] if points is None else points
     total, done = len(points), 0
@@ -177,6 +197,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
             "frames": len(encoded), "frame_size": list(encoded[0].rgb.shape[:2]),
             "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
             "colour_bytes_per_frame": float(np.mean([f.colour_bytes for f in encoded])),
+            "coarse_bytes_per_frame": float(np.mean([f.coarse_bytes for f in encoded])),
             "packet_overhead_bits": header_bytes(scenario.packets.header) * 8,
             "packet_header": scenario.packets.header}
 
@@ -189,11 +210,17 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
     codec, codebook = setup.codec, setup.codec.codebook(setup.level)
     rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
     depack = Depacketizer(codec.prior)
+    coarse = packets_cfg.coarse
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
-        session = Session(0, f.grid.level, f.grid.image_size, packets_cfg.interleave, packets_cfg.seed)
+        session = Session(0, f.grid.level, f.grid.image_size, packets_cfg.interleave, packets_cfg.seed, coarse)
         for data in fo.on_time:
             add_wire_packet(depack, data, packets_cfg.header, session)
         lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
+        if coarse:
+            arrived = depack.cells(0, i)
+            cells = (arrived[1] if arrived and arrived[0] == coarse
+                     else np.full(lossy.grid.shape, -1, dtype=np.int64))
+            lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
         chroma = depack.chroma(0, i)
         depack.forget(0, i)
         p50, p95 = latency_percentiles(fo.latencies_ms)
@@ -204,7 +231,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                   "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                   "latency_ms_p50": p50, "latency_ms_p95": p95,
                   "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i,
-                  **colour_fields(f, chroma is not None)}
+                  **colour_fields(f, chroma is not None), **coarse_fields(f, coarse, lossy)}
         lost = lossy.missing
         if image_dir is not None and i < EXAMPLE_FRAMES:
             save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)

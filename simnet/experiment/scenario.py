@@ -70,6 +70,17 @@ class PacketsConfig(Strict):
     # packets of a frame that carry a copy of its colour section (with codec.chroma), spread over
     # the frame: a frame that lost every copy decodes without it
     colour_copies: int = Field(2, ge=1, le=8)
+    # the coarse layer (codec/packets.py): each token's cell at this smaller level in packets of
+    # their own, protection that lets the receiver choose a lost token among its cell's codes; 0 = off
+    coarse: Literal[0, 16, 64, 256] = 0
+    # cells per coarse packet; default twice max_tokens (a cell takes half a token's bits or less)
+    coarse_tokens: int | None = Field(None, ge=1, le=16383)
+
+    @property
+    def coarse_max_tokens(self) -> int | None:
+        if self.coarse_tokens is not None:
+            return self.coarse_tokens
+        return min(2 * self.max_tokens, 16383) if self.max_tokens else None
 
 
 class ReceiverConfig(Strict):
@@ -222,6 +233,9 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _sweep_needs_a_rate_model(self):
+        if self.comparison is not None and self.packets.coarse:
+            raise ValueError("packets.coarse: comparisons size each method's packets to the budget themselves; "
+                             "the coarse layer runs in scenarios without `comparison:`")
         if self.comparison is not None:
             for variant in self.comparison.loss_models:
                 for rate in self.loss_rates():

@@ -91,6 +91,18 @@ def level_key(scenario: Scenario) -> str:
     return f"{scenario.path}: codec.level"
 
 
+def check_coarse(level: int, coarse: int, have: list[int], where: str) -> None:
+    """A coarse layer needs the stream at the base level (the largest: each of its codes lies in
+    one cell of every smaller level) and a smaller level the codec has."""
+    if not coarse:
+        return
+    if level != max(have):
+        raise UserError(f"{where}: the coarse layer needs codec.level {max(have)}, the base level whose codes "
+                        f"the smaller levels group, not {level}")
+    if coarse not in have:
+        raise UserError(f"{where}: coarse level {coarse} is not available (have {[k for k in have if k < level]})")
+
+
 def scenario_setup(scenario: Scenario) -> Setup:
     """The set-up of a scenario: its receiver's recoveries, or for a comparison those its VQ
     methods name."""
@@ -98,6 +110,8 @@ def scenario_setup(scenario: Scenario) -> Setup:
                if scenario.comparison is not None else list(scenario.receiver.recovery))
     setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
                     scenario.codec.level, methods, level_key(scenario), scenario.codec.device)
+    check_coarse(scenario.codec.level, scenario.packets.coarse, setup.codec.level_sizes,
+                 f"{scenario.path}: packets.coarse")
     setup.metrics = MetricSet(list(scenario.metrics))
     return setup
 
@@ -105,6 +119,7 @@ def scenario_setup(scenario: Scenario) -> Setup:
 def check_scenario(scenario: Scenario) -> None:
     """What `scenario_setup` would refuse, found without loading any model (a sweep checks every
     scenario this way before any work starts)."""
-    check_level(scenario.codec.level, available_levels(scenario.resolve(scenario.codec.weights)),
-                level_key(scenario))
+    have = available_levels(scenario.resolve(scenario.codec.weights))
+    check_level(scenario.codec.level, have, level_key(scenario))
+    check_coarse(scenario.codec.level, scenario.packets.coarse, have, f"{scenario.path}: packets.coarse")
 
