@@ -154,6 +154,12 @@ class Session:
         return (self.seed + frame) % 2**32
 
 
+def coarse_max_tokens(max_tokens: int | None) -> int | None:
+    """Cells per coarse packet for token packets of at most `max_tokens`: twice as many (a cell
+    takes half a token's bits or less), so the layer costs fewer headers; None: the MTU decides."""
+    return min(2 * max_tokens, MAX_PACKET_TOKENS) if max_tokens else None
+
+
 def coarse_seed(seed: int) -> int:
     """The coarse layer's interleave seed, from its frame's: another permutation, so that the
     tokens of one lost packet have their cells spread over every coarse packet."""

@@ -186,6 +186,7 @@ comparison:
     - {{name: webp+fec, codec: webp, downscale: 2, fec: rs, parity: 1.0}}
     - {{name: avif+nack, codec: avif, nack: true}}
     - {{name: vq+colour, recovery: neighbour, chroma: 32, colour_copies: 2}}
+    - {{name: vq+coarse, recovery: neighbour, coarse: 16}}
 sweep: {{loss_rate: [0, 0.3], seeds: 2}}
 """
 
@@ -202,7 +203,7 @@ def test_equal_bandwidth_accounting_holds_for_every_method(comparison):
     doc = json.loads((comparison / "cmp.json").read_text())
     records = doc["records"]
     assert {r["method"] for r in records} == {"vq+neighbour", "vq+fec", "vq+xor", "vq+full", "vq+nack", "vq+hybrid",
-                                              "webp+fec", "avif+nack", "vq+colour"}
+                                              "webp+fec", "avif+nack", "vq+colour", "vq+coarse"}
     for r in records:
         parts = r["bits_source"] + r["bits_parity"] + r["bits_retransmitted"] + r["bits_header"]
         assert parts == r["bits_wire"] and (r["bits_wire"] > 0 or r["choice"] == "skipped")
@@ -215,6 +216,9 @@ def test_equal_bandwidth_accounting_holds_for_every_method(comparison):
     # the colour section travels in the source packets: more source bits at the same level
     if by["vq+colour"]["choice"] == by["vq+neighbour"]["choice"]:
         assert by["vq+colour"]["bits_source"] > by["vq+neighbour"]["bits_source"]
+    # the coarse layer travels as more source packets, at the base level only
+    assert by["vq+coarse"]["choice"] == "K=64+16" and by["vq+neighbour"]["choice"] == "K=64"
+    assert by["vq+coarse"]["bits_source"] > by["vq+neighbour"]["bits_source"]
     lossy = [r for r in records if r["loss_rate_target"] == 0.3]
     assert any(r["bits_retransmitted"] > 0 for r in lossy if r["method"] == "vq+nack")
     assert all(r["decoded"] for r in records if r["codec"] == "vq" and r["loss_rate_target"] == 0
@@ -245,6 +249,8 @@ def test_a_frame_that_cannot_be_decoded_shows_the_last_one(comparison):
     ("{name: a, codec: avif, chroma: 64}", "codes colour itself"),
     ("{name: a, chroma: 48}", "chroma"),
     ("{name: a, luma: true}", "set chroma"),
+    ("{name: a, codec: webp, coarse: 16}", "has no tokens"),
+    ("{name: a, coarse: 32}", "coarse"),
 ])
 def test_bad_comparison_methods_are_one_line(tmp_path, tiny_weights, capsys, method, message):
     text = _comparison_text(tiny_weights).split("  methods:")[0] + f"  methods:\n    - {method}\n"
@@ -277,3 +283,26 @@ def test_a_bad_budget_is_one_line(tmp_path, tiny_weights, capsys, budget, messag
     assert main(["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "comparison.budget" in err and message in err
+
+
+def test_budget_scale_widens_every_frames_budget_and_the_coarse_layer_needs_the_base_level(
+        tmp_path, tiny_weights, capsys):
+    head = _comparison_text(tiny_weights).split("  methods:")[0].replace("budget: 300 B", "budget: reference")
+    sweep = "sweep: {loss_rate: [0.3], seeds: 1}\n"
+    docs = {}
+    for name, scale in (("one", ""), ("wide", "  budget_scale: 1.5\n")):
+        text = head + scale + "  methods:\n    - {name: vq+coarse, recovery: neighbour, coarse: 16}\n" + sweep
+        (tmp_path / f"{name}.yaml").write_text(text.replace("name: cmp", f"name: {name}"))
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path), "--no-pdf"]) == 0
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    one, wide = (docs[k]["run_info"]["budget_bytes_per_frame"] for k in ("one", "wide"))
+    assert wide == [int(b * 1.5) for b in one]
+    # the reference frame alone fills the budget: the layer fits only in the wider one
+    assert {r["choice"] for r in docs["one"]["records"]} & {"K=64+16"} == set()
+    assert {r["choice"] for r in docs["wide"]["records"]} == {"K=64+16"}
+    text = (head + "  methods:\n    - {name: vq+coarse, recovery: neighbour, coarse: 16}\n" + sweep)
+    (tmp_path / "k16.yaml").write_text(text.replace("level: 64", "level: 16"))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "k16.yaml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "comparison method vq+coarse: coarse: the coarse layer needs codec.level 64" in err

@@ -23,8 +23,8 @@ import numpy as np
 from codec import colour
 from codec.metrics import quality
 from codec.packets import (COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session,
-                           parse_compact, parse_packet)
-from codec.tokens import TokenGrid
+                           coarse_max_tokens, parse_compact, parse_packet)
+from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
 
 from ..network.protected import FrameResult, ProtectedFrame, ProtectionOptions, simulate_protected
 from ..network.protection import SHIM_BYTES, adaptive_parity, parity_count, protect
@@ -105,13 +105,22 @@ class MethodCoder:
             self._colours[frame] = colour.to_bytes(colour.measure(rgb, m.chroma, m.chroma_step, m.luma))
         return self._colours[frame]
 
+    def coarse_at(self, level: int) -> int:
+        """The coarse layer's level a frame at `level` carries: the method's, at the base level
+        only (only its codes lie in one cell of each smaller level); 0: none."""
+        return self.method.coarse if level == self.setup.codec.base_level else 0
+
     def _vq_sources(self, grid: TokenGrid, frame: int, rgb: np.ndarray | None = None) -> tuple[list[bytes], int]:
         compact = self.method.header == "compact"
         header = COMPACT_OVERHEAD_BYTES if compact else OVERHEAD_BYTES
-        packets = self.setup.codec.packetize(grid, stream=0, frame=frame, mtu=self.mtu, max_tokens=self.max_tokens,
-                                             interleave=self.interleave, seed=(self.seed + frame) % 2**32,
-                                             overhead=header + SHIM_BYTES, colour=self._colour(frame, rgb),
-                                             colour_copies=self.method.colour_copies)
+        common = dict(stream=0, frame=frame, mtu=self.mtu, interleave=self.interleave, overhead=header + SHIM_BYTES)
+        seed = (self.seed + frame) % 2**32
+        packets = self.setup.codec.packetize(grid, max_tokens=self.max_tokens, seed=seed,
+                                             colour=self._colour(frame, rgb), colour_copies=self.method.colour_copies,
+                                             **common)
+        if self.coarse_at(grid.level):
+            packets += self.setup.codec.coarse_packets(grid, self.coarse_at(grid.level), seed=seed,
+                                                       max_tokens=coarse_max_tokens(self.max_tokens), **common)
         return [p.to_compact() if compact else p.to_bytes() for p in packets], header
 
     def _classical_sources(self, rgb: np.ndarray, frame: int, factor: int, q: int) -> list[bytes]:
@@ -163,7 +172,8 @@ class MethodCoder:
         if self.method.codec == "vq":
             for level in sorted(grids, reverse=True):
                 sources, header = self._vq_sources(grids[level], frame, rgb)
-                cheapest = candidate(sources, header, f"K={level}", level)
+                layer = f"+{self.coarse_at(level)}" if self.coarse_at(level) else ""
+                cheapest = candidate(sources, header, f"K={level}{layer}", level)
                 if cheapest.wire_bytes <= allowed:
                     return cheapest
         else:
@@ -206,7 +216,8 @@ class MethodCoder:
         codec, level = self.setup.codec, coded.level
         size = rgb.shape[:2]
         depack = Depacketizer(codec.prior)
-        session = Session(0, level, size, self.interleave, self.seed)
+        coarse = self.coarse_at(level)
+        session = Session(0, level, size, self.interleave, self.seed, coarse)
         for index, body in got.items():
             try:
                 packet = (parse_compact(body, session, frame, index, len(coded.sources))
@@ -215,6 +226,10 @@ class MethodCoder:
                 continue
             depack.add_packet(packet)
         lossy = depack.assemble(0, frame, expected=(level, size))
+        if coarse:
+            arrived = depack.cells(0, frame)
+            cells = arrived[1] if arrived and arrived[0] == coarse else np.full(lossy.grid.shape, -1, dtype=np.int64)
+            lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
         chroma = depack.chroma(0, frame)
         if not lossy.missing.any():
             filled = lossy.grid.indices
@@ -255,7 +270,8 @@ def run_comparison(scenario: Scenario, setup: Setup, writer, seed: int, progress
     budgets = []
     for i, (_, rgb) in enumerate(frames):
         sources, _ = reference._vq_sources(grids[i][setup.level], i)
-        budgets.append(wire_bytes(sources, "none", 0)[0] if comp.budget == "reference" else int(comp.budget))
+        budget = wire_bytes(sources, "none", 0)[0] if comp.budget == "reference" else comp.budget
+        budgets.append(int(budget * comp.budget_scale))
     timings["encode_s"] += time.perf_counter() - t0
     coders = {m.name: MethodCoder(m, setup, scenario) for m in comp.methods}
     metric_cache: dict[tuple, dict] = {}

@@ -23,7 +23,7 @@ from codec.bitstream import CRC_BYTES, HEADER_BYTES
 from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import lost_split, quality
-from codec.packets import DEFAULT_MTU, Depacketizer
+from codec.packets import DEFAULT_MTU, Depacketizer, coarse_max_tokens
 from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_mask
 
 from ..network.loss_models import GilbertElliott
@@ -42,7 +42,7 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
     packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed,
                               colour=colour_section, colour_copies=colour_copies)
     if coarse:
-        packets += codec.coarse_packets(grid, coarse, seed=seed, mtu=mtu, max_tokens=coarse_tokens(max_tokens))
+        packets += codec.coarse_packets(grid, coarse, seed=seed, mtu=mtu, max_tokens=coarse_max_tokens(max_tokens))
     model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
     lost = np.array([model.drop() if model else False for _ in packets])
     depack = Depacketizer(codec.prior)
@@ -55,12 +55,6 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
         arrived = depack.cells(0, 0)
         cells = arrived[1] if arrived else np.full(grid.shape, -1, dtype=np.int64)
     return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None, cells
-
-
-def coarse_tokens(max_tokens: int | None) -> int | None:
-    """Cells per coarse packet: twice a token packet's tokens (a cell takes half a token's bits or
-    less), as scenarios default to."""
-    return min(2 * max_tokens, 16383) if max_tokens else None
 
 
 @dataclass
@@ -162,7 +156,7 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     colour_bytes = len(section)
     # the coarse layer as it would travel (its packets' payloads), counted in the rate
     coarse_bytes = (sum(len(p.payload) for p in codec.coarse_packets(
-        grid, opts.coarse, seed=0, mtu=opts.mtu, max_tokens=coarse_tokens(opts.max_tokens))) if opts.coarse else 0)
+        grid, opts.coarse, seed=0, mtu=opts.mtu, max_tokens=coarse_max_tokens(opts.max_tokens))) if opts.coarse else 0)
     payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES + coarse_bytes) * 8  # colour and coarse layer included
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,

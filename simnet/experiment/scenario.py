@@ -73,14 +73,14 @@ class PacketsConfig(Strict):
     # the coarse layer (codec/packets.py): each token's cell at this smaller level in packets of
     # their own, protection that lets the receiver choose a lost token among its cell's codes; 0 = off
     coarse: Literal[0, 16, 64, 256] = 0
-    # cells per coarse packet; default twice max_tokens (a cell takes half a token's bits or less)
+    # cells per coarse packet; default twice max_tokens (codec.packets.coarse_max_tokens)
     coarse_tokens: int | None = Field(None, ge=1, le=16383)
 
     @property
     def coarse_max_tokens(self) -> int | None:
-        if self.coarse_tokens is not None:
-            return self.coarse_tokens
-        return min(2 * self.max_tokens, 16383) if self.max_tokens else None
+        from codec.packets import coarse_max_tokens
+
+        return self.coarse_tokens if self.coarse_tokens is not None else coarse_max_tokens(self.max_tokens)
 
 
 class ReceiverConfig(Strict):
@@ -142,6 +142,8 @@ class MethodConfig(Strict):
     chroma_step: int = Field(2, ge=1, le=15)
     luma: bool = False
     colour_copies: int = Field(2, ge=1, le=8)
+    # vq only: the coarse layer's level (packets.coarse), sent with the base level only; 0 = off
+    coarse: Literal[0, 16, 64, 256] = 0
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -149,6 +151,8 @@ class MethodConfig(Strict):
 
         if self.codec != "vq" and self.chroma:
             raise ValueError(f"chroma is the vq codec's colour side channel; {self.codec} codes colour itself")
+        if self.codec != "vq" and self.coarse:
+            raise ValueError(f"coarse is the vq codec's coarse layer of token cells; {self.codec} has no tokens")
         check_luma(self.chroma, self.luma)
 
         if self.codec == "vq":
@@ -176,6 +180,8 @@ class ComparisonConfig(Strict):
     # bytes per frame every method may put on the wire, or "reference": each frame's own size
     # as the vq codec at codec.level sends it unprotected with compact headers
     budget: Literal["reference"] | Bytes = "reference"
+    # every frame's budget times this: room for protection beyond the reference (e.g. 1.5)
+    budget_scale: float = Field(1.0, gt=0, le=4)
     rtt: list[Seconds] = [0.02, 0.1]  # round-trip times; each way takes half
     loss_models: list[LossVariant] = [LossVariant(), LossVariant(model="gilbert_elliott", burst=3)]
     reverse_loss: Literal["same"] | Probability = "same"  # NACK path: the forward rate, or this
@@ -234,8 +240,7 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _sweep_needs_a_rate_model(self):
         if self.comparison is not None and self.packets.coarse:
-            raise ValueError("packets.coarse: comparisons size each method's packets to the budget themselves; "
-                             "the coarse layer runs in scenarios without `comparison:`")
+            raise ValueError("packets.coarse: in a comparison, each method says its own `coarse:`")
         if self.comparison is not None:
             for variant in self.comparison.loss_models:
                 for rate in self.loss_rates():

@@ -103,6 +103,15 @@ def check_coarse(level: int, coarse: int, have: list[int], where: str) -> None:
         raise UserError(f"{where}: coarse level {coarse} is not available (have {[k for k in have if k < level]})")
 
 
+def coarse_layers(scenario: Scenario) -> list[tuple[str, int]]:
+    """(key, level) of each coarse layer the scenario sends: its packets', or its comparison
+    methods'."""
+    if scenario.comparison is None:
+        return [(f"{scenario.path}: packets.coarse", scenario.packets.coarse)]
+    return [(f"{scenario.path}: comparison method {m.name}: coarse", m.coarse)
+            for m in scenario.comparison.methods if m.coarse]
+
+
 def scenario_setup(scenario: Scenario) -> Setup:
     """The set-up of a scenario: its receiver's recoveries, or for a comparison those its VQ
     methods name."""
@@ -110,8 +119,8 @@ def scenario_setup(scenario: Scenario) -> Setup:
                if scenario.comparison is not None else list(scenario.receiver.recovery))
     setup = prepare(scenario.resolve(scenario.codec.weights), scenario.codec.precision,
                     scenario.codec.level, methods, level_key(scenario), scenario.codec.device)
-    check_coarse(scenario.codec.level, scenario.packets.coarse, setup.codec.level_sizes,
-                 f"{scenario.path}: packets.coarse")
+    for where, coarse in coarse_layers(scenario):
+        check_coarse(scenario.codec.level, coarse, setup.codec.level_sizes, where)
     setup.metrics = MetricSet(list(scenario.metrics))
     return setup
 
@@ -121,5 +130,6 @@ def check_scenario(scenario: Scenario) -> None:
     scenario this way before any work starts)."""
     have = available_levels(scenario.resolve(scenario.codec.weights))
     check_level(scenario.codec.level, have, level_key(scenario))
-    check_coarse(scenario.codec.level, scenario.packets.coarse, have, f"{scenario.path}: packets.coarse")
+    for where, coarse in coarse_layers(scenario):
+        check_coarse(scenario.codec.level, coarse, have, where)
 
