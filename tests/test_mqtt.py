@@ -361,3 +361,36 @@ def test_the_receiver_applies_the_colour_side_channel_that_arrives(tiny_codec, s
             filled = get_method("neighbour").recover(lossy, tiny_codec.codebook(64))
             assert lossy.missing.any() and depack.chroma(0, frame) is None
             assert np.array_equal(shown, tiny_codec.decode(TokenGrid(filled, 64, grid.image_size)))
+
+
+def test_the_receiver_keeps_lost_tokens_in_the_cells_the_coarse_layer_brought(tiny_codec, sample_rgb):
+    """mqtt send --coarse: the coarse layer's packets follow each frame's; the receiver fills a lost
+    token inside its cell, counts only token packets in its loss statistics, and shows a frame of
+    which only the coarse layer arrived."""
+    from codec.packets import Depacketizer
+    from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
+    from simnet.mqtt.transport import model_tag, wrap
+
+    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
+    grid = tiny_codec.encode(sample_rgb, 64)
+    tag = model_tag(tiny_codec.checksum)
+    cells = tiny_codec.cell_map(16)[grid.indices]
+    for frame, keep in ((0, lambda p: p.coarse or p.index % 2), (1, lambda p: p.coarse)):
+        packets = tiny_codec.packetize(grid, frame=frame, max_tokens=6, seed=frame)
+        packets += tiny_codec.coarse_packets(grid, 16, frame=frame, seed=frame, max_tokens=12)
+        for p in packets:
+            if keep(p):
+                assert rx.on_payload(wrap(p.to_bytes(), time.time(), tag), time.monotonic()) == "ok"
+        depack = Depacketizer(tiny_codec.prior)
+        for p in packets:
+            if keep(p):
+                depack.add_packet(p)
+        lossy = depack.assemble(0, frame, expected=(64, grid.image_size))
+        stats = rx.decode_frame(frame)
+        expected = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(16, cells, tiny_codec.cell_map(16)))
+        filled = get_method("neighbour").recover(expected, tiny_codec.codebook(64))
+        assert lossy.missing.any() and np.array_equal(tiny_codec.cell_map(16)[filled], cells)
+        assert np.array_equal(rx.state._frame, tiny_codec.decode(TokenGrid(filled, 64, grid.image_size)))
+    assert stats["frames_shown"] == 2
+    token_packets = sum(1 for p in packets if not p.coarse)
+    assert stats["packets_lost"] == token_packets // 2 + token_packets  # frame 0 lost half, frame 1 all

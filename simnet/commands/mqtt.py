@@ -71,11 +71,15 @@ def _channel_from(scenario_file, loss_rate, seed):
 @click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Override the channel's loss rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @chroma_options
+@click.option("--coarse", type=click.Choice(["0", "16", "64", "256"]), default="0", show_default=True,
+              help="Send each frame's coarse layer too: its tokens' cells at this smaller level, in packets "
+                   "of their own (protection; needs the base level); 0 = off.")
 @weights_option
 @device_option()
 @precision_option()
 def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, stream, images, frames, fps,
-              size, level, max_tokens, channel_file, loss, seed, chroma, chroma_step, luma, weights, device, precision):
+              size, level, max_tokens, channel_file, loss, seed, chroma, chroma_step, luma, coarse, weights, device,
+              precision):
     """Publish frames as packets on simnet/STREAM/packets; print the receiver's reports.
 
     \b
@@ -83,6 +87,7 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
     """
     import asyncio
 
+    from ..experiment.setup import check_coarse
     from ..mqtt.sender import send_stream
 
     check_luma_option(chroma, luma)
@@ -90,11 +95,12 @@ def mqtt_send(broker, username, password, ca_file, client_id, qos, keepalive, st
     frame_size = parse_size(size)
     channel = _channel_from(channel_file, loss, seed)
     codec = load_codec_at(weights, level, precision, device)
+    check_coarse(level, int(coarse), codec.level_sizes, "--coarse")
     say_compute(codec.compute)
     stats = asyncio.run(send_stream(options, stream, _source_frames(images, frame_size, frames), codec,
                                     level, fps, channel, max_tokens=max_tokens,
                                     log=lambda s: console.print(s), chroma=chroma, chroma_step=chroma_step,
-                                    luma=luma))
+                                    luma=luma, coarse=int(coarse)))
     last = stats.feedback[-1] if stats.feedback else {}
     out_console.print(f"sent {stats.frames} frames, {stats.packets} packets ({stats.dropped} dropped by "
                       f"the channel model), {stats.bytes} bytes; receiver reports: {len(stats.feedback)}"

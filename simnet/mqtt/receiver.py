@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from codec.packets import Depacketizer, PacketError, parse_packet
-from codec.tokens import TokenGrid
+from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
 
 from ..experiment.frames import lost_token_overlay
 import aiomqtt
@@ -148,6 +148,7 @@ class StreamReceiver:
         self._jitter = 0.0
         self._last_transit: float | None = None
         self._last_closed: int | None = None
+        self._last_count = 0  # token packets of the last frame closed
         self._shown_times: list[float] = []
 
     def on_payload(self, payload: bytes, now: float) -> str:
@@ -181,8 +182,9 @@ class StreamReceiver:
             self.stats["garbage"] += 1
             return status
         slot = self.slots.setdefault(packet.frame, FrameSlot(now, frame_time))
-        slot.count = packet.count
-        slot.received.add(packet.index)
+        if not packet.coarse:  # the loss statistics count the frame's token packets
+            slot.count = packet.count
+            slot.received.add(packet.index)
         self.stats["packets_received"] += 1
         transit = time.time() - frame_time  # RFC 3550 interarrival jitter, clock offset cancels
         if self._last_transit is not None:
@@ -222,7 +224,10 @@ class StreamReceiver:
         self.closed.add(frame)
         if len(self.closed) > 10_000:
             self.closed = set(sorted(self.closed)[-5_000:])
-        count = slot.count or len(slot.received)
+        # a frame of which only its coarse layer arrived says nothing of its token packets: as many
+        # as the last frame that did
+        count = slot.count or len(slot.received) or self._last_count
+        self._last_count = count
         self.stats["packets_expected"] += count
         self.stats["packets_lost"] += count - len(slot.received)
         if self._last_closed is not None and frame > self._last_closed + 1:
@@ -236,11 +241,26 @@ class StreamReceiver:
             self.depack.forget(0, frame)
         return slot
 
+    def _assemble(self, frame: int) -> LossyTokenGrid:
+        """The frame's tokens, with the cells of its coarse layer where the sender sends one (a
+        frame of which only the coarse layer arrived comes back with every token lost)."""
+        arrived = self.depack.cells(0, frame)
+        if arrived is None:
+            return self.depack.assemble(0, frame)
+        level, cells = arrived
+        base = self.codec.base_level
+        size = self.depack.frames[(0, frame, True)].image_size
+        lossy = self.depack.assemble(0, frame, expected=(base, size))
+        if (lossy.grid.level != base or level not in self.codec.level_sizes or level >= base
+                or cells.shape != lossy.grid.shape):
+            return lossy  # a layer this codec cannot place: ignore it
+        return LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(level, cells, self.codec.cell_map(level)))
+
     def decode_frame(self, frame: int) -> dict:
         """Close `frame`: assemble, recover, decode, update the statistics and the live view."""
         t0 = time.perf_counter()
         self._close(frame, shown=True)
-        lossy = self.depack.assemble(0, frame)
+        lossy = self._assemble(frame)
         chroma = self.depack.chroma(0, frame)  # the colour side channel, where the sender sends one
         self.depack.forget(0, frame)
         if lossy.missing.any():

@@ -12,6 +12,7 @@ import aiomqtt
 import numpy as np
 
 from codec import colour
+from codec.packets import coarse_max_tokens
 
 from ..network.config import ChannelConfig
 from ..network.elements import sample_delay
@@ -54,10 +55,11 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                       channel: LiveChannel | None = None, mtu: int = 1200, max_tokens: int | None = 48,
                       interleave_seed: int = 1, log=print, stop: asyncio.Event | None = None,
                       chroma: int = 0, chroma_step: int = 2, luma: bool = False,
-                      colour_copies: int = 2) -> SenderStats:
+                      colour_copies: int = 2, coarse: int = 0) -> SenderStats:
     """Publish every frame's packets at `fps`; collect receiver reports from the feedback topic.
     `chroma` > 0: each frame's colour side channel (codec/colour.py) rides in `colour_copies`
-    of its packets."""
+    of its packets. `coarse` > 0: each frame's coarse layer (its tokens' cells at that level)
+    follows its packets."""
     stats = SenderStats()
     pending: set[asyncio.Task] = set()
     start = time.monotonic()  # frame i is due at start + i / fps, across reconnects
@@ -88,9 +90,12 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                     raise aiomqtt.MqttError("connection to the broker lost")
                 grid = await asyncio.to_thread(codec.encode, rgb, level)  # keep the loop responsive
                 section = colour.to_bytes(colour.measure(rgb, chroma, chroma_step, luma)) if chroma else b""
+                seed = (interleave_seed + i) % 2**32
                 packets = codec.packetize(grid, stream=0, frame=i % 2**32, mtu=mtu, max_tokens=max_tokens,
-                                          seed=(interleave_seed + i) % 2**32, colour=section,
-                                          colour_copies=colour_copies)
+                                          seed=seed, colour=section, colour_copies=colour_copies)
+                if coarse:
+                    packets += codec.coarse_packets(grid, coarse, stream=0, frame=i % 2**32, mtu=mtu, seed=seed,
+                                                    max_tokens=coarse_max_tokens(max_tokens))
                 captured = time.time()
                 for p in packets:
                     payload = wrap(p.to_bytes(), captured, tag)
