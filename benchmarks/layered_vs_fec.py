@@ -13,8 +13,8 @@ same extra bytes on a frame's packets:
   inside the cell (the transformer's posterior restricted to the cell, or the code in the cell
   nearest the neighbours' average).
 
-Both schemes add the same number of wire bytes (the parity count is the largest whose bytes do not
-exceed the coarse packets'; the table gives both overheads). Packets are real: the codec's own
+Both schemes add about the same number of wire bytes (the parity count whose bytes come nearest
+the coarse packets'; the table gives both overheads). Packets are real: the codec's own
 packetizer and ANS coder, compact headers and the FEC shim counted. Every frame's packets cross a
 Bernoulli or Gilbert-Elliott channel (simnet.network.loss_models) at each loss rate and seed, fine
 (source) packets first, then coarse (parity) ones. Scores: PSNR and the drop against the lossless
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -158,10 +157,10 @@ def main(argv=None) -> int:
                         records.append({**base, "scheme": f"layered{k}", "extra_bytes": extra,
                                         "cells_known": float((known_cells[miss] >= 0).mean()) if miss.any() else None,
                                         **scores})
-                        # RS parity: as many parity packets (each the longest source plus its
-                        # length field) as fit in the coarse packets' bytes
+                        # RS parity: the number of parity packets (each the longest source plus
+                        # its length field) whose bytes come nearest the coarse packets'
                         parity_bytes = max(fine_bytes) + PARITY_LENGTH_BYTES
-                        parities = max(1, math.floor(extra / parity_bytes))
+                        parities = max(1, round(extra / parity_bytes))
                         gone = channel(rate, burst, seed)(len(fine) + parities)
                         miss = np.zeros(n, bool)
                         if gone.sum() > parities:  # too many lost: only the received sources count

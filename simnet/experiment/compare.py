@@ -355,7 +355,7 @@ def _record(scenario, image, frame, seed, loss_model, rtt, rate, method: MethodC
             "header_share": bits_header / wire if wire else 0.0,
             "bpp_payload": bits_source / pixels, "bpp_wire": wire / pixels,
             "retransmissions": result.retransmissions, "parity_packets": coded.parities,
-            "protected": method.fec != "none" or method.nack is not False, **q}
+            "protected": method.fec != "none" or method.nack is not False or bool(method.coarse), **q}
 
 
 def summarise(records: list[dict], fields: tuple[str, ...] = ("psnr", "ms_ssim")) -> list[dict]:
@@ -393,7 +393,7 @@ def summarise(records: list[dict], fields: tuple[str, ...] = ("psnr", "ms_ssim")
 
 def answer(rows: list[dict], metric: str = "psnr") -> str:
     """The comparison's answer in one sentence with its numbers: at how many of the lossy points
-    generative recovery alone (a VQ method without FEC or NACK) beats every protected method,
+    generative recovery alone (a VQ method without FEC, NACK or a coarse layer) beats every protected method,
     and the margins at the middle loss rate."""
     lossy = [r for r in rows if r["loss_rate_target"] > 0 and r.get(metric) is not None]
     if not lossy:
@@ -428,6 +428,6 @@ def answer(rows: list[dict], metric: str = "psnr") -> str:
     name = metric.upper().replace("_", "-")
     gen_p95 = max(g["frame_latency_ms_p95"] for _, g, _ in margins)
     prot_p95 = max(c["frame_latency_ms_p95"] for _, _, c in margins)
-    return (f"At equal bandwidth, generative recovery alone beats the best classical protection in {name} at "
+    return (f"At equal bandwidth, generative recovery alone beats the best protected method in {name} at "
             f"{len(wins)} of {total} lossy points{where}; at {mid:.0%} loss: {detail}; the generative receiver "
             f"shows frames by {gen_p95:.0f} ms (p95, worst point), the best protected ones by up to {prot_p95:.0f} ms.")
