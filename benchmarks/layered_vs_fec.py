@@ -92,12 +92,18 @@ def channel(rate: float, burst: float, seed: int):
     return lambda count: np.array([model.drop() for _ in range(count)])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def image_arguments(description: str) -> argparse.ArgumentParser:
+    """The options these benchmarks share: which images, which codec, which level."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=12)
     ap.add_argument("--weights", type=Path, default=None, help="codec weights folder (default: shipped)")
     ap.add_argument("--level", type=int, default=1024)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = image_arguments(__doc__.splitlines()[0])
     ap.add_argument("--cells", default="16,64", help="coarse levels sent as the second description")
     ap.add_argument("--loss", default="0.1,0.2,0.3,0.4")
     ap.add_argument("--bursts", default="1,3", help="mean burst lengths (1: independent losses)")

@@ -19,7 +19,6 @@ the received ones, mean over images, and the drop against the lossless decode. E
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -36,7 +35,7 @@ from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_ma
 from codec.zoo import load_codec  # noqa: E402
 from simnet.experiment.setup import recovery_for  # noqa: E402
 
-from layered_vs_fec import whole_psnr as whole  # noqa: E402  (benchmarks/ is on the path when run as a script)
+from layered_vs_fec import image_arguments, whole_psnr as whole  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 
 def to_pixels(codec, indices: torch.Tensor, level: int, size: tuple[int, int]) -> torch.Tensor:
@@ -50,11 +49,7 @@ def as_uint8(pixels: torch.Tensor) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=Path, required=True)
-    ap.add_argument("--limit", type=int, default=12)
-    ap.add_argument("--weights", type=Path, default=None, help="codec weights folder (default: shipped)")
-    ap.add_argument("--level", type=int, default=1024)
+    ap = image_arguments(__doc__.splitlines()[0])
     ap.add_argument("--loss", default="0.2,0.4")
     ap.add_argument("--draws", default="4,16", help="posterior draws averaged in pixels")
     ap.add_argument("--cells", default="16,64", help="coarse levels whose cell is known")
