@@ -79,11 +79,16 @@ def _title_page(pdf, doc, path):
     info = doc.get("run_info", {})
     budgets = info.get("budget_bytes_per_frame", [])
     if budgets:
+        comparison = scen.get("comparison", {})
+        scale = comparison.get("budget_scale", 1.0)
+        times = f"{scale:g} times " if scale != 1 else ""
+        source = (f"{times}what the VQ codec at K={scen.get('codec', {}).get('level')} sends unprotected"
+                  if comparison.get("budget", "reference") == "reference"
+                  else f"{times}the scenario's budget of {comparison['budget']:g} bytes")
         lines.append(f"Equal bandwidth: every method may put {min(budgets)}-{max(budgets)} bytes per frame on the "
-                     f"wire (payload, headers, parities and retransmissions), what the VQ codec at "
-                     f"K={scen.get('codec', {}).get('level')} sends unprotected; the level or quality is chosen per "
-                     f"frame to fit. A frame of AVIF or WebP with a packet missing after protection is not "
-                     f"decodable: the receiver shows the last frame it decoded.")
+                     f"wire (payload, headers, parities and retransmissions), {source}; the level or quality is "
+                     f"chosen per frame to fit. A frame of AVIF or WebP with a packet missing after protection is "
+                     f"not decodable: the receiver shows the last frame it decoded.")
     y = _text_lines(fig, [x for x in lines if x], 0.87, size=8, width=150)
     fig.text(0.05, y, "Answer", fontsize=11, weight="bold")
     y = _text_lines(fig, comp["answer"][:1], y - 0.025, size=8, width=150)
