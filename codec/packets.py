@@ -363,8 +363,7 @@ class Depacketizer:
             return LossyTokenGrid(TokenGrid(np.zeros(shape, dtype=np.int64), level, size),
                                   np.ones(shape, dtype=bool))
         flat, missing = _placed(assembly)
-        return LossyTokenGrid(TokenGrid(flat, assembly.level, assembly.image_size),
-                              missing)
+        return LossyTokenGrid(TokenGrid(flat, assembly.level, assembly.image_size), missing)
 
     def cells(self, stream: int, frame: int) -> tuple[int, np.ndarray] | None:
         """The frame's coarse layer as (its level, (h, w) cells, -1 where lost), or None where no
