@@ -374,6 +374,14 @@ class Depacketizer:
         flat, missing = _placed(assembly)
         return assembly.level, np.where(missing, -1, flat)
 
+    def cells_at(self, stream: int, frame: int, level: int, shape: tuple[int, int]) -> np.ndarray:
+        """The frame's coarse cells at `level` ((h, w), -1 where lost); all -1 where none of its
+        layer at that level arrived (a layer of another level or grid shape is not this stream's)."""
+        arrived = self.cells(stream, frame)
+        if arrived is None or arrived[0] != level or arrived[1].shape != tuple(shape):
+            return np.full(shape, -1, dtype=np.int64)
+        return arrived[1]
+
     def forget(self, stream: int, frame: int) -> None:
         for coarse in (False, True):
             self.frames.pop((stream, frame, coarse), None)

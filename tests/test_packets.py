@@ -228,6 +228,9 @@ def test_the_coarse_layer_brings_back_each_tokens_cell_beside_the_lost_tokens(ti
     level, got = d.cells(0, 0)
     assert level == 16 and (got == -1).sum() == coarse[0].tokens
     assert np.array_equal(got[got >= 0], cells[got >= 0])
+    assert np.array_equal(d.cells_at(0, 0, 16, grid.shape), got)
+    assert (d.cells_at(0, 0, 64, grid.shape) == -1).all()  # another level's layer is not this stream's
+    assert (d.cells_at(0, 1, 16, grid.shape) == -1).all()  # a frame of which no coarse packet arrived
     d.forget(0, 0)
     assert d.cells(0, 0) is None and 0 not in {key[1] for key in d.frames}
 

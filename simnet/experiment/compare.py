@@ -227,8 +227,7 @@ class MethodCoder:
             depack.add_packet(packet)
         lossy = depack.assemble(0, frame, expected=(level, size))
         if coarse:
-            arrived = depack.cells(0, frame)
-            cells = arrived[1] if arrived and arrived[0] == coarse else np.full(lossy.grid.shape, -1, dtype=np.int64)
+            cells = depack.cells_at(0, frame, coarse, lossy.grid.shape)
             lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
         chroma = depack.chroma(0, frame)
         if not lossy.missing.any():

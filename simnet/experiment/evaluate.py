@@ -50,10 +50,7 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
         if not gone:
             depack.add_packet(packet)
     lossy = depack.assemble(0, 0, expected=(grid.level, grid.image_size))
-    cells = None
-    if coarse:
-        arrived = depack.cells(0, 0)
-        cells = arrived[1] if arrived else np.full(grid.shape, -1, dtype=np.int64)
+    cells = depack.cells_at(0, 0, coarse, grid.shape) if coarse else None
     return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None, cells
 
 

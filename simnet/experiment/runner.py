@@ -217,9 +217,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
             add_wire_packet(depack, data, packets_cfg.header, session)
         lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
         if coarse:
-            arrived = depack.cells(0, i)
-            cells = (arrived[1] if arrived and arrived[0] == coarse
-                     else np.full(lossy.grid.shape, -1, dtype=np.int64))
+            cells = depack.cells_at(0, i, coarse, lossy.grid.shape)
             lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
         chroma = depack.chroma(0, i)
         depack.forget(0, i)
