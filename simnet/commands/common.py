@@ -138,9 +138,10 @@ def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> No
     several = len({row["scenario"] for row in summary}) > 1
     table = Table(title="mean over images")
     split = any(row.get("psnr_lost") is not None for row in summary)
+    layered = any(row.get("cells_known") is not None for row in summary)  # a coarse layer was sent
     columns = (("scenario",) if several else ()) + ("method", "K", "loss", "packet loss", "bpp",
                                                     "PSNR dB", "MS-SSIM", "token acc.") \
-        + (("PSNR lost", "PSNR kept") if split else ()) + extra_fields
+        + (("PSNR lost", "PSNR kept") if split else ()) + (("cells kept",) if layered else ()) + extra_fields
     for col in columns:
         table.add_column(col, justify="right")
     for row in summary:
@@ -150,6 +151,8 @@ def print_summary(summary: list[dict], extra_fields: tuple[str, ...] = ()) -> No
                  f"{row['psnr']:.2f}", f"{row['ms_ssim']:.4f}", "-" if acc is None else f"{acc:.3f}"]
         if split:
             cells += ["-" if row.get(f) is None else f"{row[f]:.2f}" for f in ("psnr_lost", "psnr_received")]
+        if layered:  # the share of the lost tokens whose coarse cell arrived
+            cells.append("-" if row.get("cells_known") is None else f"{row['cells_known']:.2f}")
         cells += [f"{row[f]:.4g}" if f in row else "-" for f in extra_fields]
         table.add_row(*([row["scenario"]] if several else []), *cells)
     out_console.print(table)

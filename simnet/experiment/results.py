@@ -23,7 +23,7 @@ RECORD_FIELDS = ("scenario", "image", "seed", "loss_rate_target", "loss_rate_pac
 SUMMARY_KEYS = ("scenario", "method", "codebook", "loss_rate_target")
 _MEAN_FIELDS = ("loss_rate_packets", "loss_rate_tokens", "bpp_payload", "bpp_wire", "psnr", "ms_ssim",
                 "latency_ms_p50", "latency_ms_p95", "token_accuracy", "late_share", "psnr_lost",
-                "psnr_received")
+                "psnr_received", "cells_known")
 
 
 def versions() -> dict:
