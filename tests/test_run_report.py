@@ -301,6 +301,14 @@ def test_a_scenario_with_a_coarse_layer(tmp_path, capsys, tiny_weights):
     lossy = [r for r in doc["records"] if r["loss_rate_target"] == 0.3 and r["loss_rate_tokens"] > 0]
     assert lossy and all(0 <= r["cells_known"] <= 1 for r in lossy)
     assert any(r["cells_known"] > 0 for r in lossy)
+    mean = [row for row in doc["summary"] if row["loss_rate_target"] == 0.3 and row["method"] == "neighbour"]
+    assert mean[0]["cells_known"] == pytest.approx(np.mean([r["cells_known"] for r in lossy if r["method"] == "neighbour"]))
+    assert "cells kept" in capsys.readouterr().out  # the printed summary says it
+    assert main(["report", str(tmp_path / "coarse.json"), "--out", str(tmp_path / "coarse.pdf")]) == 0
+    if shutil.which("pdftotext"):  # the PDF's summary table too
+        text = subprocess.run(["pdftotext", "-l", "1", str(tmp_path / "coarse.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "cells kept" in text
 
 
 def test_a_coarse_layer_is_refused_in_one_line_where_it_cannot_work(tmp_path, capsys, tiny_weights):

@@ -103,16 +103,18 @@ def _summary_table(fig, summary, top):
     rows = [r for r in summary if r.get("method") != "lossless"]
     ceiling = [r for r in summary if r.get("method") == "lossless"]
     several = len({r.get("scenario") for r in summary}) > 1
+    layered = any(r.get("cells_known") is not None for r in summary)  # a coarse layer was sent
+    split = ("psnr_lost", "psnr_received") + (("cells_known",) if layered else ())
     table = [(["scenario"] if several else []) + ["method", "loss target", "packet loss", "token loss",
                                                   "PSNR dB", "MS-SSIM", "token acc.", "PSNR lost",
-                                                  "PSNR kept"]]
+                                                  "PSNR kept"] + (["cells kept"] if layered else [])]
     for r in ceiling + sorted(rows, key=lambda r: (r["loss_rate_target"], r["method"])):
         table.append(([r["scenario"]] if several else []) + [
             r["method"], f"{r['loss_rate_target']:.2f}", f"{r.get('loss_rate_packets') or 0:.3f}",
             f"{r.get('loss_rate_tokens') or 0:.3f}", f"{r.get('psnr', float('nan')):.2f}",
             f"{r.get('ms_ssim', float('nan')):.4f}",
             "-" if r.get("token_accuracy") is None else f"{r['token_accuracy']:.3f}",
-            *("-" if r.get(k) is None else f"{r[k]:.2f}" for k in ("psnr_lost", "psnr_received"))])
+            *("-" if r.get(k) is None else f"{r[k]:.2f}" for k in split)])
     if len(table) > 1:
         ax = fig.add_axes([0.05, 0.04, 0.9, max(0.1, min(0.5, top - 0.08))])
         ax.axis("off")
