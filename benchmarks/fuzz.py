@@ -143,7 +143,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
 
     from codec.bitstream import BitstreamError, read_bitstream
-    from codec.packets import Depacketizer, PacketError, Session, parse_compact, parse_packet
+    from codec.packets import PacketError, Session, parse_compact, parse_packet
+    from simnet.stream.reassembly import Depacketizer
     from simnet.experiment.scenario import ScenarioError, load_scenario
     from simnet.network.protection import ProtectionError, parse_shim, protect
 

@@ -16,7 +16,7 @@ import time
 from codec.zoo import load_codec
 from recovery import RecoveryError, get_method
 from simnet.mqtt.demo import demo_channel
-from simnet.mqtt.receiver import StreamReceiver, receive_stream
+from simnet.mqtt.receiver import LiveReceiver, receive_stream
 from simnet.mqtt.sender import send_stream
 from simnet.mqtt.transport import ConnectionOptions, Mosquitto
 from simnet.experiment.frames import image_frames
@@ -24,7 +24,7 @@ from simnet.experiment.frames import image_frames
 
 async def one(codec, method, size, frames, port):
     options = ConnectionOptions("127.0.0.1", port)
-    rx = StreamReceiver(codec, method, deadline=0.15, stream="bench", max_backlog=1000)
+    rx = LiveReceiver(codec, method, deadline=0.15, stream="bench", max_backlog=1000)
     source = image_frames(None, size, frames)
     receiving = asyncio.create_task(receive_stream(options, "bench", rx, lambda s: None, frames=frames,
                                                    idle_timeout=10))

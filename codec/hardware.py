@@ -4,6 +4,7 @@ is several times slower than fp32 (docs/models.md), so `auto` picks fp32 there."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,9 +27,14 @@ def cpu_capability() -> str:
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16, AMX, or AVX512 cores that it
-    handles at full speed), as torch reports it."""
+    handles at full speed), as torch reports it. SIMNET_NATIVE_BF16=1 or 0 overrides the answer:
+    the test suite runs `auto` as a native-bf16 CPU would on any CPU (emulated, slow but the same
+    arithmetic), and a user can overrule a CPU that oneDNN misjudges."""
     import torch
 
+    forced = os.environ.get("SIMNET_NATIVE_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # a build without oneDNN: no fast bf16

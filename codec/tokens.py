@@ -89,6 +89,20 @@ class LossyTokenGrid:
         return float(self.missing.mean()) if self.missing.size else 0.0
 
 
+@dataclass
+class FrameHistory:
+    """What a stream's receiver keeps of the frames before the one it is recovering, newest last:
+    their complete token grids (as recovered) and the pictures it showed. Bounded by the
+    receiver's window; empty for the first frame or a stream of stills."""
+
+    grids: tuple[TokenGrid, ...] = ()
+    pictures: tuple[np.ndarray, ...] = ()
+
+    @property
+    def previous(self) -> TokenGrid | None:
+        return self.grids[-1] if self.grids else None
+
+
 def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor, bias: torch.Tensor | None = None,
                   chunk: int = 65536) -> torch.Tensor:
     """Index of the code nearest each vector: (..., D) vectors, (K, D) codebook -> (...) indices.

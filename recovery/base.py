@@ -1,8 +1,9 @@
 """The recovery interface: fill the missing positions of a token grid.
 
 A method sees only what a receiver has: the indices that arrived, the mask of missing positions,
-the cells the coarse layer delivered (where the stream sends one), and the level's codebook
-vectors (K, D). It returns a complete (h, w) index grid in which every received index is unchanged
+the cells the coarse layer delivered (where the stream sends one), the level's codebook
+vectors (K, D), and the stream's history (`FrameHistory`: the frames before, as the receiver
+recovered and showed them; today's methods work within the frame and leave it unused). It returns a complete (h, w) index grid in which every received index is unchanged
 and every lost token whose cell arrived holds a code of that cell.
 """
 
@@ -13,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from codec.tokens import LossyTokenGrid, nearest_in_cells
+from codec.tokens import FrameHistory, LossyTokenGrid, nearest_in_cells
 
 
 class RecoveryError(ValueError):
@@ -24,7 +25,8 @@ class Recovery(Protocol):
     name: str
     conceal: bool  # its fills are decoded by the codec's concealing decoder ('+conceal' specs)
 
-    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray: ...
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor,
+                history: FrameHistory | None = None) -> np.ndarray: ...
 
 
 def check_inputs(lossy: LossyTokenGrid, codebook: torch.Tensor) -> None:

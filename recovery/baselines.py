@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from codec.tokens import LossyTokenGrid, nearest_codes, neighbour_fill
+from codec.tokens import FrameHistory, LossyTokenGrid, nearest_codes, neighbour_fill
 
 from .base import check_inputs, snap_into_cells
 
@@ -17,7 +17,8 @@ class NoneRecovery:
     name = "none"
     conceal = False
 
-    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor,
+                history: FrameHistory | None = None) -> np.ndarray:
         check_inputs(lossy, codebook)
         out = lossy.grid.indices.copy()
         mean = codebook.float().mean(0, keepdim=True)
@@ -34,7 +35,8 @@ class NeighbourRecovery:
     name = "neighbour"
     conceal = False
 
-    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor,
+                history: FrameHistory | None = None) -> np.ndarray:
         check_inputs(lossy, codebook)
         out = lossy.grid.indices.copy()
         if not lossy.missing.any():

@@ -13,7 +13,7 @@ import torch
 
 from codec.hardware import resolve
 from codec.safe_weights import check_state, file_checksum, read_weights, save_weights
-from codec.tokens import LossyTokenGrid, nearest_codes, nearest_in_cells
+from codec.tokens import FrameHistory, LossyTokenGrid, nearest_codes, nearest_in_cells
 
 from .base import RecoveryError, check_inputs
 from .transformer import MaskedTokenTransformer, TransformerConfig
@@ -172,7 +172,8 @@ class TransformerRecovery:
             raise RecoveryError(f"the transformer was trained with another codebook at level {level} "
                                 "(its weights belong to a different codec)")
 
-    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor) -> np.ndarray:
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor,
+                history: FrameHistory | None = None) -> np.ndarray:
         check_inputs(lossy, codebook)
         level = lossy.grid.level
         self.check_codebook(level, codebook)

@@ -109,3 +109,11 @@ def test_cuda_decode_matches_the_cpu(tiny_weights, sample_rgb):
     # the same tokens but for near-ties between codes
     assert (gpu.encode(sample_rgb, 64).indices == grid.indices).mean() > 0.95
     assert quality(cpu.decode(grid), gpu.decode(grid))["psnr"] > 45
+
+
+@pytest.mark.parametrize("forced, expected", [("1", "bf16"), ("0", "fp32")])
+def test_the_environment_overrules_the_bf16_detection(monkeypatch, forced, expected):
+    """SIMNET_NATIVE_BF16 makes `auto` choose as that kind of CPU would (the suite runs so on any CPU)."""
+    monkeypatch.setenv("SIMNET_NATIVE_BF16", forced)
+    assert hardware.cpu_has_native_bf16() is (forced == "1")
+    assert hardware.resolve("cpu", "auto").precision == expected

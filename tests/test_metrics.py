@@ -9,7 +9,8 @@ import pytest
 
 from codec.images import builtin_images, save_rgb
 from codec.metrics import quality
-from simnet.experiment import classical, metrics
+from codec import classical
+from simnet.experiment import metrics
 from simnet.experiment.frames import fit_frame
 from simnet.experiment.metrics import METRICS, MetricError, MetricSet
 

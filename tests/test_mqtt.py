@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from recovery import get_method
-from simnet.mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
+from simnet.mqtt.receiver import LiveReceiver, receive_stream, serve_live_view
 from simnet.mqtt.sender import LiveChannel, send_stream
 from simnet.mqtt.transport import (ConnectionOptions, MAX_PAYLOAD, MqttError, Mosquitto, free_port,
                                    model_tag, mosquitto_binary, parse_broker, unwrap, wrap)
@@ -51,7 +51,7 @@ def test_parse_broker():
 
 
 def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
-    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.1)
+    rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.1)
     grid = tiny_codec.encode(sample_rgb, 64)
     packets = tiny_codec.packetize(grid, frame=0, max_tokens=5)
     assert len(packets) == 7
@@ -85,7 +85,7 @@ def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):
         # about 2 s, well inside the receiver's idle timeout
         options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=1)
         # a deep backlog: every frame is decoded however slow this machine is right now
-        rx = StreamReceiver(codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
+        rx = LiveReceiver(codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
         channel = LiveChannel(ChannelConfig.model_validate(
             {"loss": {"model": "bernoulli", "rate": loss}, "delay": {"base": "5 ms", "jitter": "1 ms"}}),
             seed=3)
@@ -132,7 +132,7 @@ def test_broker_restart_mid_stream(tiny_codec, sample_rgb):
 
 
 def test_live_view_serves_page_state_and_frames(tiny_codec, sample_rgb):
-    rx = StreamReceiver(tiny_codec, get_method("none"), deadline=0.0)
+    rx = LiveReceiver(tiny_codec, get_method("none"), deadline=0.0)
     for p in tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0):
         rx.on_payload(wrap(p.to_bytes(), time.time(), TAG(tiny_codec)), 0.0)
     rx.decode_frame(0)
@@ -154,7 +154,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_live_view_in_headless_chromium(tiny_codec, sample_rgb, tmp_path):
     from PIL import Image
 
-    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.0, stream="browser")
+    rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.0, stream="browser")
     packets = tiny_codec.packetize(tiny_codec.encode(sample_rgb, 64), frame=0, max_tokens=4)
     for p in packets[::2]:
         rx.on_payload(wrap(p.to_bytes(), time.time(), TAG(tiny_codec)), 0.0)
@@ -277,7 +277,7 @@ def test_junk_on_the_wire_is_counted_dropped_and_bounded(tiny_codec, sample_rgb)
 
     async def main(port):
         options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=2)
-        rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
+        rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
         receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
                                                        frames=len(frames), idle_timeout=8.0))
         await asyncio.sleep(0.5)
@@ -304,7 +304,7 @@ def test_junk_on_the_wire_is_counted_dropped_and_bounded(tiny_codec, sample_rgb)
     for key in ("garbage", "wrong_model", "other_stream", "out_of_window", "packets_late"):
         assert stats[key] > 50, (key, stats)
     assert stats["packets_lost"] / stats["packets_expected"] < 0.05  # junk did not spoil the statistics
-    assert high_water["slots"] <= 2 * StreamReceiver.WINDOW + 1 and len(rx.closed) <= 10_000
+    assert high_water["slots"] <= 2 * LiveReceiver.WINDOW + 1 and len(rx.closed) <= 10_000
     assert growth < 64 * 2**20  # resident memory during the flood, over what it was before, bytes
 
 
@@ -334,7 +334,7 @@ def test_the_receiver_applies_the_colour_side_channel_that_arrives(tiny_codec, s
     from codec import colour
     from simnet.mqtt.transport import model_tag, wrap
 
-    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
+    rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
     grid = tiny_codec.encode(sample_rgb, 64)
     plane = colour.measure(sample_rgb, 16, 2)
     section = colour.to_bytes(plane)
@@ -350,7 +350,7 @@ def test_the_receiver_applies_the_colour_side_channel_that_arrives(tiny_codec, s
         if frame == 0:
             assert np.array_equal(shown, tiny_codec.decode(grid, chroma=plane))
         else:  # both copies lost (and their tokens): decoded as without the side channel
-            from codec.packets import Depacketizer
+            from simnet.stream.reassembly import Depacketizer
             from codec.tokens import TokenGrid
 
             depack = Depacketizer(tiny_codec.prior)
@@ -367,11 +367,11 @@ def test_the_receiver_keeps_lost_tokens_in_the_cells_the_coarse_layer_brought(ti
     """mqtt send --coarse: the coarse layer's packets follow each frame's; the receiver fills a lost
     token inside its cell, counts only token packets in its loss statistics, and shows a frame of
     which only the coarse layer arrived."""
-    from codec.packets import Depacketizer
+    from simnet.stream.reassembly import Depacketizer
     from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
     from simnet.mqtt.transport import model_tag, wrap
 
-    rx = StreamReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
+    rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t")
     grid = tiny_codec.encode(sample_rgb, 64)
     tag = model_tag(tiny_codec.checksum)
     cells = tiny_codec.cell_map(16)[grid.indices]

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from codec.entropy import Prior
-from codec.packets import (OVERHEAD_BYTES, Depacketizer, PacketError, interleave_order, packetize,
-                           parse_packet)
+from codec.packets import OVERHEAD_BYTES, PacketError, interleave_order, packetize, parse_packet
 from codec.tokens import TokenGrid
+from simnet.stream.reassembly import Depacketizer
 
 
 def make_grid(h=32, w=48, k=1024, seed=0):

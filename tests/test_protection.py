@@ -149,7 +149,7 @@ def test_avif_container_is_rebuilt_from_the_sessions_template():
     from PIL import Image
     import io
 
-    from simnet.experiment.classical import join_avif, split_avif
+    from codec.classical import join_avif, split_avif
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))

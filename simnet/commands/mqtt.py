@@ -133,7 +133,7 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
     """
     import asyncio
 
-    from ..mqtt.receiver import StreamReceiver, receive_stream, serve_live_view
+    from ..mqtt.receiver import LiveReceiver, receive_stream, serve_live_view
 
     options = _connection(broker, username, password, ca_file, client_id, qos, keepalive)
     codec = load_codec_at(weights, None, precision, device)
@@ -142,7 +142,7 @@ def mqtt_receive(broker, username, password, ca_file, client_id, qos, keepalive,
     check_concealer(codec, [recovery])
     method = recovery_for(recovery, codec)
     say_compute(codec.compute)
-    receiver = StreamReceiver(codec, method, deadline / 1e3, stream, save)
+    receiver = LiveReceiver(codec, method, deadline / 1e3, stream, save)
     server = None
     if view_port:
         try:

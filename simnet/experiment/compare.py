@@ -16,48 +16,51 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from codec import colour
 from codec.metrics import quality
-from codec.packets import (COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session,
-                           coarse_max_tokens, parse_compact, parse_packet)
-from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
 
 from ..network.protected import FrameResult, ProtectedFrame, ProtectionOptions, simulate_protected
-from ..network.protection import SHIM_BYTES, adaptive_parity, parity_count, protect
+from ..network.protection import SHIM_BYTES, adaptive_parity, parity_count
 from ..seeds import element_seed
-from . import classical
-from .frames import load_frames
+from ..stream import CoarseLayer, EncodedFrame, Framing, StreamReceiver, StreamSender, make_codec
+from .frames import frames as load_frames
 from .scenario import MethodConfig, Scenario
 from .setup import Setup
 
 GREY = 128  # what a receiver shows before its first decoded frame
-_FORMATS = {"avif": "AVIF", "webp": "WEBP"}
 
 
 @dataclass
 class CodedFrame:
     """One frame as one method sends it."""
-    sources: list[bytes]  # the codec's packets, before the shim
-    codec_header: int  # bytes of codec header in each source packet (compact 4, full 28, avif/webp 0)
+    frame: EncodedFrame  # as the method's codec (and its layers) coded it
     parities: int
     fec: str
     parity_setting: float
-    choice: str  # "K=256", "q=37"
-    level: int | None  # vq
     wire_bytes: int  # sources and parities with their shims
     retransmit_budget: int
     budget: int
 
-    def protected(self, frame: int) -> ProtectedFrame:
-        if not self.sources:  # skipped: nothing goes on the wire
-            return ProtectedFrame([], [], self.retransmit_budget)
-        sources, parities = protect(self.sources, frame, self.fec, self.parity_setting)
-        assert len(parities) == self.parities
-        return ProtectedFrame(sources, parities, self.retransmit_budget)
+    @property
+    def sources(self) -> list[bytes]:
+        """The codec's packets, before the shim (none where the frame was skipped)."""
+        return self.frame.units
+
+    @property
+    def codec_header(self) -> int:
+        """Bytes of codec header in each source packet (compact 4, full 28, avif/webp 0)."""
+        return self.frame.unit_header
+
+    @property
+    def choice(self) -> str:
+        return "skipped" if self.frame.skipped else self.frame.choice
+
+    @property
+    def level(self) -> int | None:
+        return self.frame.level
 
 
 def wire_bytes(sources: list[bytes], fec: str, parity: float) -> tuple[int, int]:
@@ -75,77 +78,49 @@ def uses_nack(method: MethodConfig, rtt: float, deadline: float, jitter: float) 
     return bool(method.nack)
 
 
+def method_sender(method: MethodConfig, setup: Setup, scenario: Scenario, grids: dict | None = None) -> StreamSender:
+    """A method's sender: its codec (looked up by name), its coarse layer, and the shim with its FEC."""
+    cfg = scenario.packets
+    if method.codec == "vq":
+        codec = make_codec("vq", image_codec=setup.codec, level=setup.level, mtu=cfg.mtu,
+                           max_tokens=cfg.max_tokens, interleave=cfg.interleave, seed=cfg.seed,
+                           header=method.header, framing=SHIM_BYTES, chroma=method.chroma,
+                           chroma_step=method.chroma_step, luma=method.luma, colour_copies=method.colour_copies,
+                           grids=grids)
+    else:
+        codec = make_codec(method.codec, piece=int(cfg.mtu) - SHIM_BYTES, downscale=method.downscale)
+    layers = [CoarseLayer(method.coarse)] if method.coarse else []
+    return StreamSender(codec, layers, Framing(shim=True, fec=method.fec))
+
+
 class MethodCoder:
     """Codes frames for one method at a byte budget, and decodes what its receiver holds."""
 
-    def __init__(self, method: MethodConfig, setup: Setup, scenario: Scenario):
+    def __init__(self, method: MethodConfig, setup: Setup, scenario: Scenario, grids: dict | None = None):
         self.method, self.setup = method, setup
         self.recovery = setup.recoveries.get(method.recovery)
-        self._classical: dict[tuple, tuple[bytes, np.ndarray]] = {}  # (frame, factor, q) -> (sent, decoded)
-        self._containers: dict[int, bytes] = {}  # AVIF container template per downscale factor
+        self.sender = method_sender(method, setup, scenario, grids)
         self._decodes: dict[tuple, np.ndarray] = {}
         self._coded: dict[tuple, CodedFrame] = {}
-        self._colours: dict[int, bytes] = {}  # frame -> colour section
         self.decode_s = 0.0
         self.recover_s = 0.0
-        cfg = scenario.packets
-        self.mtu, self.max_tokens, self.interleave, self.seed = int(cfg.mtu), cfg.max_tokens, cfg.interleave, cfg.seed
 
     def _parity(self, n: int, loss: float) -> float:
         if self.method.parity == "adaptive":  # at most one parity per source, as WebRTC caps its FEC
             return min(n, adaptive_parity(n, loss)) / n
         return float(self.method.parity)
 
-    def _colour(self, frame: int, rgb: np.ndarray | None) -> bytes:
-        """The frame's colour section (the method's side channel), or nothing."""
-        m = self.method
-        if not m.chroma or rgb is None:
-            return b""
-        if frame not in self._colours:
-            self._colours[frame] = colour.to_bytes(colour.measure(rgb, m.chroma, m.chroma_step, m.luma))
-        return self._colours[frame]
+    def receiver(self) -> StreamReceiver:
+        return StreamReceiver(self.sender.codec, self.sender.framing)
 
-    def coarse_at(self, level: int) -> int:
-        """The coarse layer's level a frame at `level` carries: the method's, at the base level
-        only (only its codes lie in one cell of each smaller level); 0: none."""
-        return self.method.coarse if level == self.setup.codec.base_level else 0
+    def protected(self, coded: CodedFrame) -> ProtectedFrame:
+        if coded.frame.skipped:  # nothing goes on the wire
+            return ProtectedFrame([], [], coded.retransmit_budget)
+        wire = self.sender.framing(coded.frame, coded.fec, coded.parity_setting)
+        assert len(wire.parities) == coded.parities
+        return ProtectedFrame(wire.sources, wire.parities, coded.retransmit_budget)
 
-    def _vq_sources(self, grid: TokenGrid, frame: int, rgb: np.ndarray | None = None) -> tuple[list[bytes], int]:
-        compact = self.method.header == "compact"
-        header = COMPACT_OVERHEAD_BYTES if compact else OVERHEAD_BYTES
-        common = dict(stream=0, frame=frame, mtu=self.mtu, interleave=self.interleave, overhead=header + SHIM_BYTES)
-        seed = (self.seed + frame) % 2**32
-        packets = self.setup.codec.packetize(grid, max_tokens=self.max_tokens, seed=seed,
-                                             colour=self._colour(frame, rgb), colour_copies=self.method.colour_copies,
-                                             **common)
-        if self.coarse_at(grid.level):
-            packets += self.setup.codec.coarse_packets(grid, self.coarse_at(grid.level), seed=seed,
-                                                       max_tokens=coarse_max_tokens(self.max_tokens), **common)
-        return [p.to_compact() if compact else p.to_bytes() for p in packets], header
-
-    def _classical_sources(self, rgb: np.ndarray, frame: int, factor: int, q: int) -> list[bytes]:
-        data, _ = self._classical_at(rgb, frame, factor, q)
-        size = self.mtu - SHIM_BYTES
-        return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-
-    def _classical_at(self, rgb, frame: int, factor: int, q: int) -> tuple[bytes, np.ndarray]:
-        key = (frame, factor, q)
-        if key not in self._classical:
-            fmt = _FORMATS[self.method.codec]
-            small = classical.shrink(rgb, factor)
-            data = classical.encode(small, fmt, q)
-            decoded = classical.decode(data, rgb.shape[:2])
-            if fmt == "AVIF":  # send the AV1 bitstream; the container is the session's (classical.join_avif)
-                if factor not in self._containers:
-                    self._containers[factor] = classical.split_avif(classical.encode(small, fmt, 0))[0]
-                payload = classical.split_avif(data)[1]
-                if classical.join_avif(self._containers[factor], payload) == data:
-                    data = payload
-            self._classical[key] = data, decoded
-        return self._classical[key]
-
-    def code(self, frame: int, rgb: np.ndarray, grids: dict[int, TokenGrid], budget: int, loss: float,
-             nack: bool) -> CodedFrame:
+    def code(self, frame: int, rgb: np.ndarray, budget: int, loss: float, nack: bool) -> CodedFrame:
         """The best level (VQ) or the least downscaling and then the highest quality (AVIF, WebP,
         from the method's downscale on) whose packets and parities fit `budget`, less the NACK
         reserve. Where nothing fits, the cheapest choice with as many parities as fit (none if need
@@ -153,95 +128,66 @@ class MethodCoder:
         loss, NACK), whatever the loss process and seed."""
         key = (frame, budget, loss, nack)
         if key not in self._coded:
-            self._coded[key] = self._choose(frame, rgb, grids, budget, loss, nack)
+            self._coded[key] = self._choose(frame, rgb, budget, loss, nack)
         return self._coded[key]
 
-    def _choose(self, frame: int, rgb: np.ndarray, grids: dict[int, TokenGrid], budget: int, loss: float,
-                nack: bool) -> CodedFrame:
+    def _choose(self, index: int, rgb: np.ndarray, budget: int, loss: float, nack: bool) -> CodedFrame:
         allowed = int(budget * (1 - loss)) if nack else budget
         fec = self.method.fec
 
-        def candidate(sources, header, choice, level, parity=None):
+        def candidate(frame: EncodedFrame, parity=None) -> CodedFrame:
             if parity is None:
-                parity = self._parity(len(sources), loss) if fec != "none" else 0.0
-            total, m = wire_bytes(sources, fec, parity)
-            return CodedFrame(sources, header, m, fec, parity, choice, level, total,
-                              max(0, budget - total) if nack else 0, budget)
+                parity = self._parity(len(frame.units), loss) if fec != "none" else 0.0
+            total, m = wire_bytes(frame.units, fec, parity)
+            return CodedFrame(frame, m, fec, parity, total, max(0, budget - total) if nack else 0, budget)
 
-        cheapest = None
-        if self.method.codec == "vq":
-            for level in sorted(grids, reverse=True):
-                sources, header = self._vq_sources(grids[level], frame, rgb)
-                layer = f"+{self.coarse_at(level)}" if self.coarse_at(level) else ""
-                cheapest = candidate(sources, header, f"K={level}{layer}", level)
-                if cheapest.wire_bytes <= allowed:
-                    return cheapest
-        else:
-            for factor in (f for f in (1, 2, 3, 4, 6, 8) if f >= self.method.downscale):
-                lo, hi, best = 0, 100, None
-                while lo <= hi:  # the file grows with the quality
-                    q = (lo + hi) // 2
-                    c = candidate(self._classical_sources(rgb, frame, factor, q), 0, f"d{factor} q={q}", None)
-                    if c.wire_bytes <= allowed:
-                        best, lo = c, q + 1
-                    else:
-                        hi = q - 1
-                if best is not None:
-                    return best
-                cheapest = candidate(self._classical_sources(rgb, frame, factor, 0), 0, f"d{factor} q=0", None)
+        best = candidate(self.sender.fit(index, rgb, allowed, lambda f: candidate(f).wire_bytes))
+        if best.wire_bytes <= allowed:
+            return best
+        cheapest = best
         if cheapest.parities and fec != "xor_grid":  # trim the parities to what fits
             plain, _ = wire_bytes(cheapest.sources, "none", 0.0)
             each = SHIM_BYTES + max(len(x) for x in cheapest.sources) + 2
             m = max(0, (allowed - plain) // each)
             n = len(cheapest.sources)
-            cheapest = candidate(cheapest.sources, cheapest.codec_header, cheapest.choice, cheapest.level,
-                                 m / n if m else 0.0)
+            cheapest = candidate(cheapest.frame, m / n if m else 0.0)
             if m == 0:
                 cheapest.fec = "none"
         if cheapest.wire_bytes > budget:  # not even the cheapest fits: the sender skips the frame
-            return CodedFrame([], cheapest.codec_header, 0, "none", 0.0, "skipped", cheapest.level, 0,
-                              budget if nack else 0, budget)
+            skipped = replace(cheapest.frame, units=[], payload_bytes=0)
+            return CodedFrame(skipped, 0, "none", 0.0, 0, budget if nack else 0, budget)
         return cheapest
 
-    def decode(self, frame: int, rgb: np.ndarray, coded: CodedFrame, got: dict[int, bytes]
-               ) -> tuple[np.ndarray | None, float | None]:
-        """-> (image, or None where the frame cannot be decoded; share of tokens lost, vq only)."""
-        if not coded.sources:
+    def decode(self, receiver: StreamReceiver, index: int, rgb: np.ndarray, coded: CodedFrame,
+               got: dict[int, bytes]) -> tuple[np.ndarray | None, float | None]:
+        """What `receiver` makes of the units that arrived (`got`: index -> unit): (the picture,
+        or None where the frame cannot be decoded; the share of tokens lost, vq only)."""
+        frame = coded.frame
+        if frame.skipped:
             return None, None
+        codec = self.sender.codec
         if self.method.codec != "vq":
-            if len(got) < len(coded.sources):
-                return None, None
-            factor, q = (int(part[1:] if part[0] == "d" else part[2:]) for part in coded.choice.split())
-            return self._classical_at(rgb, frame, factor, q)[1], None
-        codec, level = self.setup.codec, coded.level
-        size = rgb.shape[:2]
-        depack = Depacketizer(codec.prior)
-        coarse = self.coarse_at(level)
-        session = Session(0, level, size, self.interleave, self.seed, coarse)
-        for index, body in got.items():
-            try:
-                packet = (parse_compact(body, session, frame, index, len(coded.sources))
-                          if coded.codec_header == COMPACT_OVERHEAD_BYTES else parse_packet(body))
-            except PacketError:
-                continue
-            depack.add_packet(packet)
-        lossy = depack.assemble(0, frame, expected=(level, size))
-        if coarse:
-            cells = depack.cells_at(0, frame, coarse, lossy.grid.shape)
-            lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
-        chroma = depack.chroma(0, frame)
+            receiver.reassembly.expect(index, len(frame.units))
+            for i, unit in got.items():
+                receiver.put(index, i, len(frame.units), unit)
+            return codec.decode(index, rgb.shape[:2], frame, receiver.take(index)).rgb, None
+        receiver.expect(index, codec.session(frame, frame.extra.get("coarse_level", 0)))
+        for i, unit in got.items():
+            receiver.put(index, i, len(frame.units), unit)
+        arrival = receiver.take(index)
+        lossy = arrival.lossy
         if not lossy.missing.any():
             filled = lossy.grid.indices
         else:
             t0 = time.perf_counter()
-            filled = self.recovery.recover(lossy, codec.codebook(level))
+            filled = receiver.recover(arrival, self.recovery)
             self.recover_s += time.perf_counter() - t0
         concealed = self.recovery.conceal and lossy.missing.any()
-        key = (frame, level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"", chroma is None)
+        key = (index, frame.level, filled.tobytes(), lossy.missing.tobytes() if concealed else b"",
+               arrival.chroma is None)
         if key not in self._decodes:
             t0 = time.perf_counter()
-            self._decodes[key] = codec.decode(TokenGrid(filled, level, size), lossy.missing if concealed else None,
-                                              chroma)
+            self._decodes[key] = codec.render(arrival, filled, concealed)
             self.decode_s += time.perf_counter() - t0
         return self._decodes[key], lossy.loss_rate
 
@@ -259,20 +205,20 @@ def run_comparison(scenario: Scenario, setup: Setup, writer, seed: int, progress
     """Every method x loss process x round-trip time x loss rate x seed; records streamed to
     `writer`; returns the per-point summary and run statistics."""
     comp = scenario.comparison
-    frames = load_frames(scenario)
+    frames = list(load_frames(scenario))  # every method codes every frame at each point: kept
     codec = setup.codec
     timings = {"encode_s": 0.0, "simulate_s": 0.0, "recover_s": 0.0, "decode_s": 0.0, "metrics_s": 0.0}
     t0 = time.perf_counter()
     levels = [k for k in codec.level_sizes if k <= setup.level]
-    grids = [{k: codec.encode(rgb, k) for k in levels} for _, rgb in frames]
-    reference = MethodCoder(MethodConfig(name="reference"), setup, scenario)
+    grids = {(i, k): codec.encode(rgb, k) for i, (_, rgb) in enumerate(frames) for k in levels}
+    reference = MethodCoder(MethodConfig(name="reference"), setup, scenario, grids)
     budgets = []
     for i, (_, rgb) in enumerate(frames):
-        sources, _ = reference._vq_sources(grids[i][setup.level], i)
+        sources = reference.sender.encode(i, None).units
         budget = wire_bytes(sources, "none", 0)[0] if comp.budget == "reference" else comp.budget
         budgets.append(int(budget * comp.budget_scale))
     timings["encode_s"] += time.perf_counter() - t0
-    coders = {m.name: MethodCoder(m, setup, scenario) for m in comp.methods}
+    coders = {m.name: MethodCoder(m, setup, scenario, grids) for m in comp.methods}
     metric_cache: dict[tuple, dict] = {}
     rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
     points = [(v, rtt, rate, s) for v in comp.loss_models for rtt in comp.rtt for rate in rates for s in range(seeds)]
@@ -286,13 +232,13 @@ def run_comparison(scenario: Scenario, setup: Setup, writer, seed: int, progress
             coder = coders[method.name]
             nack = uses_nack(method, rtt, deadline, jitter)
             t0 = time.perf_counter()
-            coded = [coder.code(i, rgb, grids[i], budgets[i], rate, nack) for i, (_, rgb) in enumerate(frames)]
+            coded = [coder.code(i, rgb, budgets[i], rate, nack) for i, (_, rgb) in enumerate(frames)]
             timings["encode_s"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             options = ProtectionOptions(nack=nack, max_retries=comp.max_retries,
                                         nack_after_fec=method.fec != "none", reverse_delay=rtt / 2,
                                         reverse_loss=rate if comp.reverse_loss == "same" else comp.reverse_loss)
-            results, stats = simulate_protected(channel, [c.protected(i) for i, c in enumerate(coded)],
+            results, stats = simulate_protected(channel, [coder.protected(c) for c in coded],
                                                 scenario.source.fps, deadline, rate, run_seed, options,
                                                 scenario.path.parent if scenario.path else None)
             timings["simulate_s"] += time.perf_counter() - t0
@@ -301,8 +247,9 @@ def run_comparison(scenario: Scenario, setup: Setup, writer, seed: int, progress
                    "bits_wire": 0, "bits_budget": 0}
             runs.append(run)
             shown = np.full_like(frames[0][1], GREY)
+            receiver = coder.receiver()
             for i, ((name, rgb), c, r) in enumerate(zip(frames, coded, results)):
-                image, token_loss = coder.decode(i, rgb, c, r.recovered)
+                image, token_loss = coder.decode(receiver, i, rgb, c, r.recovered)
                 decoded = image is not None
                 if decoded:
                     shown = image

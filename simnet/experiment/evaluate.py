@@ -23,35 +23,38 @@ from codec.bitstream import CRC_BYTES, HEADER_BYTES
 from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import lost_split, quality
-from codec.packets import DEFAULT_MTU, Depacketizer, coarse_max_tokens
+from codec.colour import ColourPlane
+from codec.packets import DEFAULT_MTU, coarse_max_tokens
 from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_mask
 
 from ..network.loss_models import GilbertElliott
 from ..seeds import element_seed
-from . import classical
+from ..stream import CoarseLayer, StreamReceiver, StreamSender
+from ..stream.vq import TokenArrival, VQStreamCodec
+from codec import classical
 from .setup import Setup
 
 
 def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int, mtu: int,
-                     max_tokens: int | None, burst: float, colour_section: bytes = b"",
+                     max_tokens: int | None, burst: float, chroma: ColourPlane | None = None,
                      colour_copies: int = 2, coarse: int = 0) -> tuple[np.ndarray, float, bool, np.ndarray | None]:
     """Tokens lost when the grid's packets (and its coarse layer's, after them) cross a
     Gilbert-Elliott channel of this mean loss rate and mean burst length (burst 1 = independent
-    losses), as the receiver's depacketizer sees them. Returns (mask, packet loss rate, whether a
+    losses), as the stream's receiver sees them. Returns (mask, packet loss rate, whether a
     copy of the colour section arrived, the coarse cells that arrived (-1: lost) or None)."""
-    packets = codec.packetize(grid, mtu=mtu, max_tokens=max_tokens, interleave="random", seed=seed,
-                              colour=colour_section, colour_copies=colour_copies)
-    if coarse:
-        packets += codec.coarse_packets(grid, coarse, seed=seed, mtu=mtu, max_tokens=coarse_max_tokens(max_tokens))
+    vq = VQStreamCodec(codec, level=grid.level, mtu=mtu, max_tokens=max_tokens, seed=seed,
+                       colour_copies=colour_copies)
+    frame = StreamSender(vq, [CoarseLayer(coarse)] if coarse else []).encode(0, None, grid=grid, plane=chroma)
     model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
-    lost = np.array([model.drop() if model else False for _ in packets])
-    depack = Depacketizer(codec.prior)
-    for packet, gone in zip(packets, lost):
+    lost = np.array([model.drop() if model else False for _ in frame.units])
+    receiver = StreamReceiver(vq)
+    receiver.expect(0, vq.session(frame, coarse))
+    for i, (unit, gone) in enumerate(zip(frame.units, lost)):
         if not gone:
-            depack.add_packet(packet)
-    lossy = depack.assemble(0, 0, expected=(grid.level, grid.image_size))
-    cells = depack.cells_at(0, 0, coarse, grid.shape) if coarse else None
-    return lossy.missing, float(lost.mean()), depack.chroma(0, 0) is not None, cells
+            receiver.put(0, i, len(frame.units), unit)
+    arrival = receiver.take(0)
+    cells = arrival.lossy.cells.indices if coarse else None
+    return arrival.lost, float(lost.mean()), arrival.chroma is not None, cells
 
 
 @dataclass
@@ -72,8 +75,8 @@ class EvalOptions:
     coarse: int = 0  # the coarse layer's level (each token's cell there sent again); 0: none
 
 
-def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int, section: bytes
-                 ) -> tuple[np.ndarray, float | None, bool, CoarseCells | None]:
+def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, seed: int,
+                 chroma: ColourPlane | None) -> tuple[np.ndarray, float | None, bool, CoarseCells | None]:
     """(lost positions, packet loss rate or None, whether the colour section, if any, arrived,
     the coarse cells that arrived where the stream sends a coarse layer)."""
     cells = None
@@ -84,31 +87,32 @@ def _lost_tokens(setup: Setup, grid: TokenGrid, opts: EvalOptions, rate: float, 
             cells = np.where(gone, -1, setup.codec.cells(grid, opts.coarse).indices)
     else:
         missing, packet_rate, colour_arrived, cells = packet_loss_mask(
-            setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, section, coarse=opts.coarse)
+            setup.codec, grid, rate, seed, opts.mtu, opts.max_tokens, opts.burst, chroma, coarse=opts.coarse)
     if cells is not None:
         cells = CoarseCells(opts.coarse, cells, setup.codec.cell_map(opts.coarse))
     return missing, packet_rate, colour_arrived, cells
 
 
 def _recovered_records(setup: Setup, rgb: np.ndarray, grid: TokenGrid, opts: EvalOptions,
-                       image_index: int, base: dict, ceiling: dict, chroma, section: bytes) -> list[dict]:
+                       image_index: int, base: dict, ceiling: dict, chroma) -> list[dict]:
     """Every recovery method at every loss rate and seed."""
-    codec, codebook = setup.codec, setup.codec.codebook(setup.level)
+    codec = setup.codec
+    vq = VQStreamCodec(codec, level=grid.level)
     records = []
     for rate in (r for r in opts.loss_rates if r > 0):
         for s in range(opts.seeds):
             seed = opts.seed + s
             missing, packet_rate, colour_arrived, cells = _lost_tokens(
-                setup, grid, opts, rate, element_seed(seed, image_index, rate), section)
+                setup, grid, opts, rate, element_seed(seed, image_index, rate), chroma)
             got_chroma = chroma if colour_arrived else None
             received = np.where(missing, 0, grid.indices)
             lossy = LossyTokenGrid(TokenGrid(received, grid.level, grid.image_size), missing, cells)
             known = ({"cells_known": float(cells.known[missing].mean()) if missing.any() else None}
                      if cells is not None else {})
+            arrival = TokenArrival(0, lossy, got_chroma)
             for method_name, method in setup.recoveries.items():
-                filled = method.recover(lossy, codebook)
-                decoded = codec.decode(TokenGrid(filled, grid.level, grid.image_size),
-                                       missing if method.conceal else None, got_chroma)
+                filled = vq.recover(arrival, method)
+                decoded = vq.render(arrival, filled, method.conceal)
                 accuracy = float((filled[missing] == grid.indices[missing]).mean()) if missing.any() else None
                 scores = quality(rgb, decoded, opts.extra)
                 split = lost_split(rgb, decoded, missing, codec.factor)
@@ -169,7 +173,7 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
                 "loss_rate_tokens": 0.0, "method": "lossless", **rates, **ceiling,
                 "bits_over_cross_entropy": (payload_bits - (colour_bytes + coarse_bytes) * 8) / xent,
                 "bpp_uniform": np.log2(level) * grid.indices.size / pixels}]
-    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma, section)
+    records += _recovered_records(setup, rgb, grid, opts, image_index, {**base, **rates}, ceiling, chroma)
     if opts.baselines:
         plain = {k: v for k, v in base.items()
                  if k not in ("chroma_block", "chroma_step", "chroma_luma", "bits_colour", "coarse_level", "bits_coarse")}

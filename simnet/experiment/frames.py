@@ -4,6 +4,7 @@ lost tokens that the report and the live view show."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -28,32 +29,39 @@ def fit_frame(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(rgb[y:y + th, x:x + tw])
 
 
-def load_frames(scenario: Scenario) -> list[tuple[str, np.ndarray]]:
+def frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
+    """The scenario's frames, one at a time: (name, HxWx3 uint8), `source.count` of them. A video
+    is read as it is consumed; images are fitted once and cycled (repeated frames share one array,
+    the runner relies on that), so memory is bounded by the source's images, not by the count."""
     src = scenario.source
     if src.video:
-        try:
-            import imageio.v3 as iio
-        except ImportError:
-            raise ScenarioError(f"{scenario.path}: source.video: reading video needs "
-                                f"`pip install imageio[ffmpeg]`") from None
-        frames = []
-        for i, frame in enumerate(iio.imiter(scenario.resolve(src.video))):
-            if i >= src.count:
-                break
-            frames.append((f"frame{i:05d}", fit_frame(np.asarray(frame)[..., :3], src.size)))
-        if not frames:
-            raise ScenarioError(f"{scenario.path}: source.video: no frames")
-        return frames
+        return _video_frames(scenario)
     folder = None if src.images == "builtin" else scenario.resolve(src.images)
     return image_frames(folder, src.size, src.count)
 
 
-def image_frames(folder: Path | None, size: tuple[int, int] | None, count: int) -> list[tuple[str, np.ndarray]]:
+def _video_frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
+    src = scenario.source
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise ScenarioError(f"{scenario.path}: source.video: reading video needs "
+                            f"`pip install imageio[ffmpeg]`") from None
+    i = -1
+    for i, frame in enumerate(iio.imiter(scenario.resolve(src.video))):
+        if i >= src.count:
+            return
+        yield f"frame{i:05d}", fit_frame(np.asarray(frame)[..., :3], src.size)
+    if i < 0:
+        raise ScenarioError(f"{scenario.path}: source.video: no frames")
+
+
+def image_frames(folder: Path | None, size: tuple[int, int] | None, count: int) -> Iterator[tuple[str, np.ndarray]]:
     """`count` frames cycling through the images of `folder` (None: the builtin samples), each
-    image fitted to `size` once; repeated frames share one array (the runner relies on that)."""
+    image fitted to `size` once; repeated frames share one array."""
     pool = builtin_images() if folder is None else [(p.name, load_rgb(p)) for p in list_images(folder)]
     fitted = [(name, fit_frame(rgb, size)) for name, rgb in pool[:count]]
-    return [fitted[i % len(fitted)] for i in range(count)]
+    return (fitted[i % len(fitted)] for i in range(count))
 
 
 def lost_token_overlay(rgb: np.ndarray, missing: np.ndarray, factor: int = 16) -> np.ndarray:

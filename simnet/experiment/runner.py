@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import colour
 from codec.colour import ColourPlane
 from codec.images import save_rgb
 from codec.metrics import lost_split, quality
-from codec.packets import COMPACT_OVERHEAD_BYTES, OVERHEAD_BYTES, Depacketizer, PacketError, Session, parse_compact
-from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
+from codec.tokens import LossyTokenGrid, TokenGrid
 
 from ..network.channel import ChannelOutcome, simulate_channel
-from ..network.protection import SHIM_BYTES, ProtectionError, parse_shim, protect
+from ..network.protection import SHIM_BYTES
 from ..seeds import element_seed
-from .frames import load_frames, lost_token_overlay
+from ..stream import CoarseLayer, Framing, StreamReceiver, StreamSender
+from ..stream.codec import EncodedFrame as StreamFrame
+from ..stream.vq import VQStreamCodec
+from .frames import frames, lost_token_overlay
 from .results import ResultsWriter
 from .scenario import Scenario
 from .setup import Setup
@@ -45,6 +46,7 @@ class EncodedFrame:
     chroma: ColourPlane | None = None
     colour_bytes: int = 0  # the colour section, every copy
     coarse_bytes: int = 0  # the coarse layer's payloads
+    sent: StreamFrame | None = None  # as the stream's sender coded it
 
 
 @dataclass
@@ -59,47 +61,46 @@ class RunTimings:
         return {k: round(v, 3) for k, v in vars(self).items()}
 
 
-def encode_frames(codec, level: int, scenario: Scenario, frames, timings: RunTimings, progress=None,
-                  metrics=None):
+def stream_sender(setup: Setup, scenario: Scenario) -> StreamSender:
+    """The scenario's sender: the VQ codec at its level, the coarse layer where it sends one, and
+    its packets' framing (compact headers travel behind the transport shim)."""
+    cfg, codec_cfg = scenario.packets, scenario.codec
+    compact = cfg.header == "compact"
+    vq = VQStreamCodec(setup.codec, level=setup.level, mtu=cfg.mtu, max_tokens=cfg.max_tokens,
+                       interleave=cfg.interleave, seed=cfg.seed, header=cfg.header,
+                       framing=SHIM_BYTES if compact else 0, chroma=codec_cfg.chroma,
+                       chroma_step=codec_cfg.chroma_step, luma=codec_cfg.luma, colour_copies=cfg.colour_copies)
+    layers = [CoarseLayer(cfg.coarse, cfg.coarse_max_tokens)] if cfg.coarse else []
+    return StreamSender(vq, layers, Framing(shim=compact))
+
+
+def encode_frames(sender: StreamSender, frames, timings: RunTimings, progress=None, metrics=None, count=None):
     """Encode, packetize and decode every frame. A frame that repeats an earlier image (sources
     cycle through their images) shares its grid and decode: the long runs' memory then grows
     only with the packets' bytes, not with decoded pixels."""
     out = []
-    cfg, codec_cfg = scenario.packets, scenario.codec
+    vq = sender.codec
     by_image: dict[int, tuple] = {}
     for i, (name, rgb) in enumerate(frames):
         key = id(rgb)
         t0 = time.perf_counter()
         if key not in by_image:
-            grid = codec.encode(rgb, level)
-            plane = (colour.measure(rgb, codec_cfg.chroma, codec_cfg.chroma_step, codec_cfg.luma)
-                     if codec_cfg.chroma else None)
+            frame = sender.encode(i, rgb)
             timings.encode_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            lossless = codec.decode(grid, chroma=plane)
+            lossless = vq.lossless(frame)
             timings.decode_s += time.perf_counter() - t0
-            section = colour.to_bytes(plane) if plane else b""
-            by_image[key] = (grid, plane, section, lossless, quality(rgb, lossless, metrics or None))
-        grid, plane, section, lossless, q = by_image[key]
-        t0 = time.perf_counter()
-        frame_seed = (cfg.seed + i) % 2**32
-        common = dict(stream=0, frame=i, mtu=int(cfg.mtu), interleave=cfg.interleave,
-                      overhead=header_bytes(cfg.header))
-        packets = codec.packetize(grid, max_tokens=cfg.max_tokens, seed=frame_seed, colour=section,
-                                  colour_copies=cfg.colour_copies, **common)
-        # the coarse layer travels after the frame's tokens
-        coarse = (codec.coarse_packets(grid, cfg.coarse, seed=frame_seed, max_tokens=cfg.coarse_max_tokens, **common)
-                  if cfg.coarse else [])
-        wire = ([p.to_bytes() for p in packets + coarse] if cfg.header == "full"
-                else protect([p.to_compact() for p in packets + coarse], i)[0])
+            by_image[key] = (frame.extra["grid"], lossless, quality(rgb, lossless, metrics or None))
+            t0 = time.perf_counter()
+        else:
+            frame = sender.encode(i, rgb, grid=by_image[key][0])
+        grid, lossless, q = by_image[key]
+        wire = sender.framing(frame).sources
         timings.encode_s += time.perf_counter() - t0
-        colour_bytes = sum(len(p.colour) for p in packets)
-        coarse_bytes = sum(len(p.payload) for p in coarse)
-        out.append(EncodedFrame(name, rgb, grid, wire,
-                                sum(len(p.payload) for p in packets) + colour_bytes + coarse_bytes,
-                                lossless, q, plane, colour_bytes, coarse_bytes))
+        out.append(EncodedFrame(name, rgb, grid, wire, frame.payload_bytes, lossless, q, frame.extra["chroma"],
+                                frame.extra["colour_bytes"], frame.extra["coarse_bytes"], frame))
         if progress:
-            progress(i + 1, len(frames))
+            progress(i + 1, count)
     return out
 
 
@@ -123,25 +124,6 @@ def coarse_fields(f: EncodedFrame, level: int, lossy: LossyTokenGrid | None = No
     return fields
 
 
-def header_bytes(header: str) -> int:
-    """Bytes of header (and CRC) per packet: the full self-describing header, or the compact one
-    behind the transport shim."""
-    return OVERHEAD_BYTES if header == "full" else SHIM_BYTES + COMPACT_OVERHEAD_BYTES
-
-
-def add_wire_packet(depack: Depacketizer, data: bytes, header: str, session: Session) -> None:
-    """Hand one received packet to the depacketizer, in either header form; a malformed one counts
-    as corrupt."""
-    if header == "full":
-        depack.add(data)
-        return
-    try:
-        shim, body = parse_shim(data)
-        depack.add_packet(parse_compact(body, session, shim.frame, shim.index, shim.sources))
-    except (ProtectionError, PacketError):
-        depack.stats.corrupt += 1
-
-
 def latency_percentiles(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -155,10 +137,11 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     """Runs the sweep (or only the (loss rate, seed index) `points` of it); returns run-level
     statistics and timings."""
     timings = RunTimings()
-    frames = load_frames(scenario)
     level = setup.level
-    encoded = encode_frames(setup.codec, level, scenario, frames, timings,
-                            (lambda i, n: progress("encode", i, n)) if progress else None, setup.metrics)
+    sender = stream_sender(setup, scenario)
+    encoded = encode_frames(sender, frames(scenario), timings,
+                            (lambda i, n: progress("encode", i, n)) if progress else None, setup.metrics,
+                            scenario.source.count)
     rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
     base = {"scenario": scenario.name, "codebook": level}
     if image_dir is not None:
@@ -188,8 +171,9 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
         timings.simulate_s += time.perf_counter() - t0
         stats = outcome.summary()
         runs.append({"loss_rate_target": rate, "seed": seed + s, **stats})
-        _score_frames(setup, scenario.packets, encoded, outcome, base, rate, seed + s, writer, timings,
-                      image_dir if s == 0 else None)
+        receiver = StreamReceiver(sender.codec, sender.framing)
+        _score_frames(setup, receiver, scenario.packets.coarse, encoded, outcome, base, rate, seed + s, writer,
+                      timings, image_dir if s == 0 else None)
         done += 1
         if progress:
             progress("simulate", done, total)
@@ -198,29 +182,24 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
             "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
             "colour_bytes_per_frame": float(np.mean([f.colour_bytes for f in encoded])),
             "coarse_bytes_per_frame": float(np.mean([f.coarse_bytes for f in encoded])),
-            "packet_overhead_bits": header_bytes(scenario.packets.header) * 8,
+            "packet_overhead_bits": (sender.codec.unit_header + sender.framing.bytes_per_unit) * 8,
             "packet_header": scenario.packets.header}
 
 
-def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcome: ChannelOutcome, base: dict,
-                  rate: float, seed: int, writer, timings: RunTimings, image_dir: Path | None):
+def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded: list[EncodedFrame],
+                  outcome: ChannelOutcome, base: dict, rate: float, seed: int, writer, timings: RunTimings,
+                  image_dir: Path | None):
     """Assemble what arrived of each frame, recover, decode and score it with every method. The
     command-line metrics of a decode run as processes while the next frames decode; the records
     are written, in the same order, once the point's frames are done."""
-    codec, codebook = setup.codec, setup.codec.codebook(setup.level)
+    vq = receiver.codec
     rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
-    depack = Depacketizer(codec.prior)
-    coarse = packets_cfg.coarse
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
-        session = Session(0, f.grid.level, f.grid.image_size, packets_cfg.interleave, packets_cfg.seed, coarse)
+        receiver.expect(i, vq.session(f.sent, coarse))
         for data in fo.on_time:
-            add_wire_packet(depack, data, packets_cfg.header, session)
-        lossy = depack.assemble(0, i, expected=(f.grid.level, f.grid.image_size))
-        if coarse:
-            cells = depack.cells_at(0, i, coarse, lossy.grid.shape)
-            lossy = LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(coarse, cells, codec.cell_map(coarse)))
-        chroma = depack.chroma(0, i)
-        depack.forget(0, i)
+            receiver.put_wire(data)
+        arrival = receiver.take(i)
+        lossy, chroma = arrival.lossy, arrival.chroma
         p50, p95 = latency_percentiles(fo.latencies_ms)
         pixels = f.rgb.shape[0] * f.rgb.shape[1]
         common = {**base, "image": f.name, "seed": seed, "loss_rate_target": rate,
@@ -239,9 +218,10 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
         for name, method in setup.recoveries.items():
             if not lost.any():
                 decoded, q, pending, acc = f.lossless, f.lossless_quality, None, None
+                filled = f.grid.indices
             else:
                 t0 = time.perf_counter()
-                filled = method.recover(lossy, codebook)
+                filled = receiver.recover(arrival, method)
                 timings.recover_s += time.perf_counter() - t0
                 concealed = method.conceal
                 # a frame that lost every copy of its colour decodes without it
@@ -249,8 +229,7 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                        + (b"" if chroma is not None or f.chroma is None else b"no colour"))
                 if key not in decodes:
                     t0 = time.perf_counter()
-                    decoded = codec.decode(TokenGrid(filled, f.grid.level, f.grid.image_size),
-                                           lost if concealed else None, chroma)
+                    decoded = vq.render(arrival, filled, concealed)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     decodes[key] = (decoded, quality(f.rgb, decoded),
@@ -258,7 +237,8 @@ def _score_frames(setup: Setup, packets_cfg, encoded: list[EncodedFrame], outcom
                     timings.metrics_s += time.perf_counter() - t0
                 decoded, q, pending = decodes[key]
                 acc = float((filled[lost] == f.grid.indices[lost]).mean())
-            split = lost_split(f.rgb, decoded, lost, codec.factor) if lost.any() else {}
+            receiver.shown(name, TokenGrid(filled, f.grid.level, f.grid.image_size), decoded)
+            split = lost_split(f.rgb, decoded, lost, vq.image_codec.factor) if lost.any() else {}
             rows.append(({**common, "method": name, "token_accuracy": acc,
                           "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **split}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:

@@ -9,7 +9,7 @@ from ..experiment.frames import image_frames
 from ..experiment.scenario import load_scenario
 from ..experiment.setup import recovery_for
 from ..network.config import ChannelConfig
-from .receiver import StreamReceiver, receive_stream, serve_live_view
+from .receiver import LiveReceiver, receive_stream, serve_live_view
 from .sender import LiveChannel, send_stream
 from .transport import ConnectionOptions, EmbeddedBroker
 
@@ -31,7 +31,7 @@ async def run_demo(codec, frames: int, fps: float, loss: float, recovery: str, v
     method = recovery_for(recovery, codec)
     broker = await EmbeddedBroker().start()
     options = ConnectionOptions(broker.host, broker.port)
-    receiver = StreamReceiver(codec, method, deadline=0.15, stream="demo")
+    receiver = LiveReceiver(codec, method, deadline=0.15, stream="demo")
     server = serve_live_view(receiver.state, "127.0.0.1", view_port) if view_port else None
     if server:
         log(f"live view: http://127.0.0.1:{view_port}/")

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.packets import Depacketizer, PacketError, parse_packet
-from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid
+import aiomqtt
+
+from codec.packets import PacketError, parse_packet
 
 from ..experiment.frames import lost_token_overlay
-import aiomqtt
+from ..stream import StreamReceiver
+from ..stream.vq import VQStreamCodec
 
 from .transport import (ConnectionOptions, MqttError, feedback_topic, model_tag, packets_topic, unwrap,
                         with_reconnect)
@@ -122,8 +124,9 @@ def serve_live_view(state: LiveState, host: str = "127.0.0.1", port: int = 8765)
     return server
 
 
-class StreamReceiver:
-    """Packet bookkeeping and frame decoding, independent of MQTT (tests drive it directly)."""
+class LiveReceiver:
+    """The live receiver's packet bookkeeping (window, deadline, statistics, live view) around the
+    stream's receiver, independent of MQTT (tests drive it directly)."""
 
     WINDOW = 64  # frames either side of the newest shown one that a packet may belong to
     REANCHOR_AFTER = 2.0  # seconds of packets outside the window, none inside: the sender restarted
@@ -131,7 +134,8 @@ class StreamReceiver:
     def __init__(self, codec, recovery, deadline: float, stream: str = "demo",
                  save_dir: Path | None = None, max_backlog: int = 2):
         self.codec, self.recovery, self.deadline = codec, recovery, deadline
-        self.depack = Depacketizer(codec.prior)
+        # the packets describe themselves (full headers): the level here is the sender's business
+        self.rx = StreamReceiver(VQStreamCodec(codec, level=codec.base_level))
         self.slots: dict[int, FrameSlot] = {}
         self.closed: set[int] = set()
         self.save_dir = save_dir
@@ -174,7 +178,7 @@ class StreamReceiver:
         if packet.frame in self.closed:
             self.stats["packets_late"] += 1
             return "late"
-        status = self.depack.add_packet(packet)
+        status = self.rx.reassembly.put_packet(packet)
         if status == "duplicate":
             self.stats["duplicates"] += 1
             return status
@@ -238,38 +242,16 @@ class StreamReceiver:
         self._last_closed = frame if self._last_closed is None else max(self._last_closed, frame)
         if not shown:
             self.stats["frames_skipped"] += 1
-            self.depack.forget(0, frame)
+            self.rx.reassembly.forget(frame)
         return slot
-
-    def _assemble(self, frame: int) -> LossyTokenGrid:
-        """The frame's tokens, with the cells of its coarse layer where the sender sends one (a
-        frame of which only the coarse layer arrived comes back with every token lost)."""
-        arrived = self.depack.cells(0, frame)
-        if arrived is None:
-            return self.depack.assemble(0, frame)
-        level, cells = arrived
-        base = self.codec.base_level
-        size = self.depack.frames[(0, frame, True)].image_size
-        lossy = self.depack.assemble(0, frame, expected=(base, size))
-        if (lossy.grid.level != base or level not in self.codec.level_sizes or level >= base
-                or cells.shape != lossy.grid.shape):
-            return lossy  # a layer this codec cannot place: ignore it
-        return LossyTokenGrid(lossy.grid, lossy.missing, CoarseCells(level, cells, self.codec.cell_map(level)))
 
     def decode_frame(self, frame: int) -> dict:
         """Close `frame`: assemble, recover, decode, update the statistics and the live view."""
         t0 = time.perf_counter()
         self._close(frame, shown=True)
-        lossy = self._assemble(frame)
-        chroma = self.depack.chroma(0, frame)  # the colour side channel, where the sender sends one
-        self.depack.forget(0, frame)
-        if lossy.missing.any():
-            filled = self.recovery.recover(lossy, self.codec.codebook(lossy.grid.level))
-        else:
-            filled = lossy.grid.indices
-        concealed = self.recovery.conceal and lossy.missing.any()
-        rgb = self.codec.decode(TokenGrid(filled, lossy.grid.level, lossy.grid.image_size),
-                                lossy.missing if concealed else None, chroma)
+        arrival = self.rx.take(frame)
+        decoded = self.rx.decode(arrival, self.recovery)
+        rgb, lossy = decoded.rgb, arrival.lossy
         st = self.stats
         st["frames_shown"] += 1
         st["token_loss_last"] = lossy.loss_rate
@@ -293,7 +275,7 @@ class StreamReceiver:
             self.decode_frame(frame)
 
 
-async def receive_stream(options: ConnectionOptions, stream: str, receiver: StreamReceiver,
+async def receive_stream(options: ConnectionOptions, stream: str, receiver: LiveReceiver,
                          log=print, stop: asyncio.Event | None = None, frames: int | None = None,
                          idle_timeout: float | None = None) -> dict:
     """Receive until `frames` frames were shown, `stop` is set, or nothing arrived for

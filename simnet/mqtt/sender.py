@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 import aiomqtt
 import numpy as np
 
-from codec import colour
-from codec.packets import coarse_max_tokens
-
 from ..network.config import ChannelConfig
 from ..network.elements import sample_delay
 from ..network.loss_models import make_loss_model
 from ..seeds import element_seed
+from ..stream import CoarseLayer, StreamSender
+from ..stream.vq import VQStreamCodec
 from .transport import (ConnectionOptions, MqttError, feedback_topic, model_tag, packets_topic, unwrap,
                         with_reconnect, wrap)
 
@@ -61,6 +60,10 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
     of its packets. `coarse` > 0: each frame's coarse layer (its tokens' cells at that level)
     follows its packets."""
     stats = SenderStats()
+    sender = StreamSender(VQStreamCodec(codec, level=level, mtu=mtu, max_tokens=max_tokens, seed=interleave_seed,
+                                        chroma=chroma, chroma_step=chroma_step, luma=luma,
+                                        colour_copies=colour_copies),
+                          [CoarseLayer(coarse)] if coarse else [])
     pending: set[asyncio.Task] = set()
     start = time.monotonic()  # frame i is due at start + i / fps, across reconnects
     tag = model_tag(codec.checksum)
@@ -88,17 +91,10 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                     await asyncio.sleep(wait)
                 if broken.is_set() or listener.done():
                     raise aiomqtt.MqttError("connection to the broker lost")
-                grid = await asyncio.to_thread(codec.encode, rgb, level)  # keep the loop responsive
-                section = colour.to_bytes(colour.measure(rgb, chroma, chroma_step, luma)) if chroma else b""
-                seed = (interleave_seed + i) % 2**32
-                packets = codec.packetize(grid, stream=0, frame=i % 2**32, mtu=mtu, max_tokens=max_tokens,
-                                          seed=seed, colour=section, colour_copies=colour_copies)
-                if coarse:
-                    packets += codec.coarse_packets(grid, coarse, stream=0, frame=i % 2**32, mtu=mtu, seed=seed,
-                                                    max_tokens=coarse_max_tokens(max_tokens))
+                _, wire = await asyncio.to_thread(sender.send, i, rgb)  # keep the loop responsive
                 captured = time.time()
-                for p in packets:
-                    payload = wrap(p.to_bytes(), captured, tag)
+                for packet in wire.packets:
+                    payload = wrap(packet, captured, tag)
                     hold = channel.decide() if channel is not None else 0.0
                     stats.packets += 1
                     stats.bytes += len(payload)

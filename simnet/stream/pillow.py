@@ -1,0 +1,116 @@
+"""Pillow's still-image codecs (AVIF, WebP, JPEG) as stream codecs: a frame is one file, coded at a
+downscaling factor and a quality, cut into MTU-sized pieces; a frame with a piece missing cannot
+be decoded. An AVIF frame sends only its AV1 bitstream: the container is the session's, told
+once (as RTP's AV1 payload format does)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from codec import classical
+from .codec import DecodedFrame, EncodedFrame, FrameStatus, register_codec
+
+FORMATS = {"avif": "AVIF", "webp": "WEBP", "jpeg": "JPEG"}
+FACTORS = (1, 2, 3, 4, 6, 8)  # the downscaling factors a rate search tries, from `downscale` on
+
+
+@register_codec(*FORMATS)
+class PillowStreamCodec:
+    """`name` (avif, webp, jpeg) at 1/`downscale` of the size or smaller, upscaled back (Lanczos)
+    at the receiver; pieces of at most `piece` bytes."""
+
+    def __init__(self, *, name: str, piece: int, downscale: int = 1):
+        self.name, self.format, self.piece, self.downscale = name, FORMATS[name], piece, downscale
+        self._coded: dict[tuple, tuple[bytes, np.ndarray]] = {}  # (frame, factor, q) -> (sent, decoded)
+        self._containers: dict[int, bytes] = {}  # AVIF container template per downscaling factor
+
+    def coded(self, index: int, rgb: np.ndarray, factor: int, quality: int) -> tuple[bytes, np.ndarray]:
+        """(the bytes sent, the picture they decode to) of the frame at (factor, quality)."""
+        key = (index, factor, quality)
+        if key not in self._coded:
+            small = classical.shrink(rgb, factor)
+            data = classical.encode(small, self.format, quality)
+            decoded = classical.decode(data, rgb.shape[:2])
+            if self.format == "AVIF":  # send the AV1 bitstream; the container is the session's
+                if factor not in self._containers:
+                    self._containers[factor] = classical.split_avif(classical.encode(small, self.format, 0))[0]
+                payload = classical.split_avif(data)[1]
+                if classical.join_avif(self._containers[factor], payload) == data:
+                    data = payload
+            self._coded[key] = data, decoded
+        return self._coded[key]
+
+    def encode(self, index: int, rgb: np.ndarray, choice: tuple[int, int] = (1, 0)) -> EncodedFrame:
+        """The frame at `choice` = (downscaling factor, quality)."""
+        factor, quality = choice
+        data, _ = self.coded(index, rgb, factor, quality)
+        units = [data[i:i + self.piece] for i in range(0, len(data), self.piece)] or [b""]
+        return EncodedFrame(index, units, 0, f"d{factor} q={quality}", payload_bytes=len(data),
+                            extra={"choice": (factor, quality)})
+
+    def fit(self, index: int, rgb: np.ndarray, budget: int, cost: Callable[[EncodedFrame], int]) -> EncodedFrame:
+        """The least downscaling, then the highest quality, whose `cost` fits `budget`; else the
+        lowest quality at the largest factor."""
+        cheapest = None
+        for factor in (f for f in FACTORS if f >= self.downscale):
+            lo, hi, best = 0, 100, None
+            while lo <= hi:  # the file grows with the quality
+                q = (lo + hi) // 2
+                frame = self.encode(index, rgb, (factor, q))
+                if cost(frame) <= budget:
+                    best, lo = frame, q + 1
+                else:
+                    hi = q - 1
+            if best is not None:
+                return best
+            cheapest = self.encode(index, rgb, (factor, 0))
+        return cheapest
+
+    def reassembly(self) -> "FileReassembly":
+        return FileReassembly()
+
+    def decode(self, index: int, size: tuple[int, int], frame: EncodedFrame, data: bytes | None) -> DecodedFrame:
+        """The picture of the file that arrived (`data`, None where a piece is missing: then the
+        frame is undecodable), upscaled to `size`. The bytes the sender sent decode to the picture
+        it made of them, which is reused."""
+        if frame.skipped or data is None:
+            return DecodedFrame(index, None, FrameStatus.UNDECODABLE)
+        factor, quality = frame.extra["choice"]
+        sent, picture = self._coded[(index, factor, quality)]
+        if data != sent:
+            if self.format == "AVIF":
+                data = classical.join_avif(self._containers[factor], data)
+            picture = classical.decode(data, size)
+        return DecodedFrame(index, picture, FrameStatus.DECODED)
+
+
+class FileReassembly:
+    """A file codec's receiver: the pieces of each frame by index; a frame is whole or nothing."""
+
+    def __init__(self):
+        self.frames: dict[int, dict[int, bytes]] = {}
+        self.counts: dict[int, int] = {}
+
+    def expect(self, frame: int, count: int) -> None:
+        self.counts[frame] = count
+
+    def put(self, frame: int, index: int, count: int, unit: bytes) -> str:
+        pieces = self.frames.setdefault(frame, {})
+        if index in pieces:
+            return "duplicate"
+        pieces[index] = unit
+        self.counts.setdefault(frame, count)
+        return "ok"
+
+    def take(self, frame: int) -> bytes | None:
+        """The frame's file where every piece arrived, else None."""
+        pieces, count = self.frames.pop(frame, {}), self.counts.pop(frame, None)
+        if count is None or len(pieces) < count:
+            return None
+        return b"".join(pieces[i] for i in range(count))
+
+    def forget(self, frame: int) -> None:
+        self.frames.pop(frame, None)
+        self.counts.pop(frame, None)
