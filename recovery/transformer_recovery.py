@@ -217,3 +217,36 @@ class TransformerRecovery:
                 break
         out[missing] = idx.numpy()[missing]
         return out
+
+
+def transformer_options(spec: str, opts: list[str]) -> dict:
+    """The transformer's options: STEPS[:DECISION[:WINDOW]] (parse_method)."""
+    if len(opts) > 3:
+        raise RecoveryError(f"{spec!r}: expected transformer:STEPS[:DECISION[:WINDOW]]")
+    kwargs: dict = {}
+    try:
+        kwargs["steps"] = int(opts[0])
+    except ValueError:
+        raise RecoveryError(f"{spec!r}: decoding steps must be an integer, got {opts[0]!r}") from None
+    if kwargs["steps"] < 1:
+        raise RecoveryError(f"{spec!r}: decoding steps must be >= 1")
+    if len(opts) >= 2:
+        decision, _, temperature = opts[1].partition("@")
+        if decision not in DECISIONS or (temperature and decision != "sample"):
+            raise RecoveryError(f"{spec!r}: decision must be one of {list(DECISIONS)} (sample@T: at temperature T)")
+        kwargs["decision"] = decision
+        if temperature:
+            try:
+                kwargs["temperature"] = float(temperature)
+            except ValueError:
+                raise RecoveryError(f"{spec!r}: temperature must be a number, got {temperature!r}") from None
+            if not 0 < kwargs["temperature"] <= 10:
+                raise RecoveryError(f"{spec!r}: temperature must be in (0, 10]")
+    if len(opts) == 3:
+        if opts[2] == "grid":
+            kwargs["window"] = None
+        elif opts[2].isdigit() and int(opts[2]) >= 1:
+            kwargs["window"] = int(opts[2])
+        else:
+            raise RecoveryError(f"{spec!r}: window must be a number of tokens >= 1 or 'grid', got {opts[2]!r}")
+    return kwargs

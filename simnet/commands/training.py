@@ -261,13 +261,13 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, 
     from codec.train_conceal import ConcealTrainConfig, train
     from codec.train_tokenizer import TrainingSetupError
     from codec.zoo import LEVELS_FILE, TOKENIZER_FILE, weights_dir
-    from recovery import BASELINES, RecoveryError, get_method
+    from recovery import RECOVERIES, RecoveryError, get_method
 
     _check_training_data()
     if crop % 16:
         raise UserError(f"--crop {crop}: must be a multiple of 16")
-    if fill not in (*BASELINES, "transformer"):
-        raise UserError(f"--fill {fill}: expected one of {', '.join(BASELINES)}, transformer (a fill that runs per crop)")
+    if fill not in RECOVERIES:
+        raise UserError(f"--fill {fill}: expected one of {', '.join(RECOVERIES)} (a fill that runs per crop)")
     if init is not None and not init.is_file():
         raise UserError(f"--init {init}: no such weights file")
     folder = Path(weights) if weights else weights_dir()

@@ -20,12 +20,14 @@ from .results import read_results  # noqa: E402
 FIELDS = (("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM")) + PERCEPTUAL
 
 
-def _style(method: str, methods: list[str]) -> dict:
+def _style(row: dict, methods: list[str]) -> dict:
+    """A method's line, from what its summary row says it is (its codec, whether it is protected):
+    generative recovery alone thick, token codecs solid, file codecs dashed."""
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    i = methods.index(method)
-    generative = method.startswith("vq") and "fec" not in method and "nack" not in method and "hybrid" not in method
-    return {"color": colours[i % len(colours)], "linewidth": 2.4 if generative else 1.4,
-            "linestyle": "-" if method.startswith("vq") else "--", "marker": "o", "markersize": 3}
+    i = methods.index(row["method"])
+    tokens = row["codec"] == "vq"
+    return {"color": colours[i % len(colours)], "linewidth": 2.4 if tokens and not row["protected"] else 1.4,
+            "linestyle": "-" if tokens else "--", "marker": "o", "markersize": 3}
 
 
 def _panels(pdf, rows, field, label, title, band=True, fig=None, top=0.95):
@@ -50,10 +52,10 @@ def _panels(pdf, rows, field, label, title, band=True, fig=None, top=0.95):
                 if not pts:
                     continue
                 x = [100 * r["loss_rate_target"] for r in pts]
-                ax.plot(x, [r[field] for r in pts], label=method, **_style(method, methods))
+                ax.plot(x, [r[field] for r in pts], label=method, **_style(pts[0], methods))
                 if band and f"{field}_min" in pts[0]:
                     ax.fill_between(x, [r[f"{field}_min"] for r in pts], [r[f"{field}_max"] for r in pts],
-                                    color=_style(method, methods)["color"], alpha=0.12, linewidth=0)
+                                    color=_style(pts[0], methods)["color"], alpha=0.12, linewidth=0)
             ax.set_title(f"{model}, RTT {rtt:g} ms", fontsize=9)
             ax.grid(alpha=0.3)
             if i == len(models) - 1:

@@ -3,6 +3,7 @@ with its numbers, both read from a results JSON alone."""
 
 from __future__ import annotations
 
+from ..network.loss_models import LOSS_MODELS
 from ..units import format_rate, format_time
 
 
@@ -11,19 +12,8 @@ def _percent(x: float) -> str:
 
 
 def _loss(loss: dict) -> str:
-    model = loss.get("model", "none")
-    if model == "none":
-        return "no random loss"
-    if model == "bernoulli":
-        return f"independent (Bernoulli) loss at {_percent(loss['rate'])}"
-    if model == "gilbert_elliott":
-        if loss.get("rate") is not None:
-            return (f"bursty Gilbert-Elliott loss at {_percent(loss['rate'])} with mean bursts of "
-                    f"{loss['burst']:g} packets")
-        return f"Gilbert-Elliott loss with p = {loss['p']:g}, r = {loss['r']:g}"
-    if model == "four_state":
-        return f"four-state Markov loss (p13 = {loss['p13']:g}, p31 = {loss['p31']:g})"
-    return f"loss replayed from the trace {loss.get('file')}"
+    kind = LOSS_MODELS.get(loss.get("model", "none"))
+    return kind.describe(loss) if kind else f"loss model {loss.get('model')}"
 
 
 def describe_scenario(config: dict) -> list[str]:

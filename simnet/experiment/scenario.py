@@ -13,7 +13,7 @@ import yaml
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from ..network.config import Bytes, ChannelConfig, Probability, Seconds, Strict
-from ..network.loss_models import LossModelError, gilbert_elliott_p, parse_trace
+from ..network.loss_models import LOSS_MODELS, LossModelError, loss_model_names, parse_trace
 
 
 class ScenarioError(ValueError):
@@ -109,12 +109,15 @@ class SweepConfig(Strict):
 
 
 class LossVariant(Strict):
-    """One loss process of a comparison, at each of the sweep's rates."""
-    model: Literal["bernoulli", "gilbert_elliott"] = "bernoulli"
+    """One loss process of a comparison, at each of the sweep's rates: a loss model whose rate can
+    be swept (network.loss_models)."""
+    model: str = "bernoulli"
     burst: float | None = Field(None, ge=1)  # mean burst length in packets (gilbert_elliott)
 
     @model_validator(mode="after")
     def _burst(self):
+        if self.model not in loss_model_names(rated=True):
+            raise ValueError(f"a comparison sweeps the loss rate: model must be one of {loss_model_names(rated=True)}")
         if self.model == "gilbert_elliott" and self.burst is None:
             raise ValueError("gilbert_elliott needs 'burst' (mean burst length in packets)")
         if self.model == "bernoulli" and self.burst is not None:
@@ -123,7 +126,7 @@ class LossVariant(Strict):
 
     @property
     def label(self) -> str:
-        return "bernoulli" if self.model == "bernoulli" else f"gilbert_elliott(burst {self.burst:g})"
+        return self.model if self.burst is None else f"{self.model}(burst {self.burst:g})"
 
 
 class MethodConfig(Strict):
@@ -244,23 +247,19 @@ class Scenario(Strict):
         if self.comparison is not None:
             for variant in self.comparison.loss_models:
                 for rate in self.loss_rates():
-                    if variant.model == "gilbert_elliott":
-                        try:
-                            gilbert_elliott_p(rate, variant.burst)
-                        except LossModelError as e:
-                            raise ValueError(f"comparison.loss_models: {e}") from None
+                    try:
+                        LOSS_MODELS[variant.model].check_rate(variant, rate)
+                    except LossModelError as e:
+                        raise ValueError(f"comparison.loss_models: {e}") from None
             return self
-        if self.sweep.loss_rate and self.channel.loss.model not in ("bernoulli", "gilbert_elliott"):
-            raise ValueError("sweep.loss_rate needs channel.loss.model bernoulli or gilbert_elliott")
-        if self.sweep.loss_rate and self.channel.loss.model == "gilbert_elliott":
-            burst = self.channel.loss.burst
-            if burst is None:
-                raise ValueError("sweeping a gilbert_elliott loss rate needs channel.loss.burst")
-            for rate in self.sweep.loss_rate:
-                try:
-                    gilbert_elliott_p(rate, burst)
-                except LossModelError as e:
-                    raise ValueError(f"sweep.loss_rate: {e}") from None
+        loss = self.channel.loss
+        if self.sweep.loss_rate and LOSS_MODELS[loss.model].check_rate is None:
+            raise ValueError(f"sweep.loss_rate needs channel.loss.model one of {loss_model_names(rated=True)}")
+        for rate in self.sweep.loss_rate or []:
+            try:
+                LOSS_MODELS[loss.model].check_rate(loss, rate)
+            except LossModelError as e:
+                raise ValueError(f"sweep.loss_rate: {e}") from None
         return self
 
     def with_compute(self, device: str | None = None, precision: str | None = None) -> "Scenario":

@@ -1,5 +1,5 @@
 """One pass of a stream's packets through a configured channel: the wiring of the network
-elements, and the statistics of what arrived."""
+elements (the forward path that every simulation uses), and the statistics of what arrived."""
 
 from __future__ import annotations
 
@@ -68,24 +68,38 @@ def burst_histogram(lost_flags: np.ndarray) -> dict[int, int]:
     return hist
 
 
+def forward_path(env: simpy.Environment, channel: ChannelConfig, loss_rate: float | None, seed: int,
+                 base_dir=None, delay: float | None = None) -> tuple[Port, Link]:
+    """The channel's forward path: its port (bandwidth, queue) into its link (delay, jitter, loss,
+    duplication, bit errors), the loss at `loss_rate` where given (a sweep's point). Senders put
+    into the port; the caller sets the link's `out`. The one wiring every simulation uses."""
+    loss = make_loss_model(channel.loss, loss_rate, element_seed(seed, "loss"), base_dir)
+    port = Port(env, channel.bandwidth, channel.queue.packets, channel.queue.bytes)
+    link = Link(env, channel.delay.base if delay is None else delay, channel.delay.jitter,
+                channel.delay.distribution, channel.delay.reorder, loss, channel.duplicate,
+                channel.bit_error_rate, element_seed(seed, "link"))
+    port.out = link
+    return port, link
+
+
+def cross_traffic(env: simpy.Environment, channel: ChannelConfig, duration: float, seed: int, port: Port) -> None:
+    """The channel's cross traffic, if any, into `port` for `duration` seconds."""
+    if channel.cross_traffic is not None:
+        PoissonSource(env, channel.cross_traffic.rate, int(channel.cross_traffic.packet),
+                      duration, element_seed(seed, "cross"), port)
+
+
 def simulate_channel(channel: ChannelConfig, frames: list[list[bytes]], fps: float,
                      deadline: float, loss_rate: float | None, seed: int, base_dir=None
                      ) -> ChannelOutcome:
     """Send each frame's packets (frame i at i / fps) through the channel; `loss_rate` replaces
     the configured one (a sweep's point), `base_dir` is where a loss trace's path starts."""
     env = simpy.Environment()
-    duration = len(frames) / fps
-    loss = make_loss_model(channel.loss, loss_rate, element_seed(seed, "loss"), base_dir)
     source = FrameSource(env, frames, fps)
-    port = Port(env, channel.bandwidth, channel.queue.packets, channel.queue.bytes)
-    link = Link(env, channel.delay.base, channel.delay.jitter, channel.delay.distribution,
-                channel.delay.reorder, loss, channel.duplicate, channel.bit_error_rate,
-                element_seed(seed, "link"))
+    port, link = forward_path(env, channel, loss_rate, seed, base_dir)
     receiver = Receiver(env, source.frame_time, deadline)
-    source.out, port.out, link.out = port, link, receiver
-    if channel.cross_traffic is not None:
-        PoissonSource(env, channel.cross_traffic.rate, int(channel.cross_traffic.packet),
-                      duration, element_seed(seed, "cross"), port)
+    source.out, link.out = port, receiver
+    cross_traffic(env, channel, len(frames) / fps, seed, port)
     env.run()
 
     sent = source.sent

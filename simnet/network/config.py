@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..units import parse_rate, parse_size, parse_time
-from .loss_models import LossModelError, gilbert_elliott_p
+from .loss_models import LOSS_MODELS, loss_model_names
 
 Seconds = Annotated[float, BeforeValidator(lambda v: parse_time(v)), Field(ge=0)]
 BitsPerSecond = Annotated[float, BeforeValidator(lambda v: parse_rate(v)), Field(gt=0)]
@@ -34,7 +34,7 @@ class QueueConfig(Strict):
 
 
 class LossConfig(Strict):
-    model: Literal["none", "bernoulli", "gilbert_elliott", "four_state", "trace"] = "none"
+    model: str = "none"  # a registered loss model (loss_models.LOSS_MODELS)
     rate: Probability | None = None
     burst: float | None = Field(None, ge=1)
     p: Probability | None = None
@@ -47,26 +47,18 @@ class LossConfig(Strict):
     p23: Probability = 1.0
     p14: Probability = 0.0
     file: str | None = None
+    params: dict[str, float] = {}  # a registered model's own parameters, beyond the keys above
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, v):
+        if v not in LOSS_MODELS:
+            raise ValueError(f"unknown loss model {v!r} (have {loss_model_names()})")
+        return v
 
     @model_validator(mode="after")
     def _parameters(self):
-        m = self.model
-        if m == "bernoulli" and self.rate is None:
-            raise ValueError("bernoulli needs 'rate'")
-        if m == "gilbert_elliott":
-            if self.rate is not None:
-                if self.burst is None:
-                    raise ValueError("gilbert_elliott with 'rate' needs 'burst' (mean burst length)")
-                try:
-                    gilbert_elliott_p(self.rate, self.burst)
-                except LossModelError as e:
-                    raise ValueError(str(e)) from None
-            elif self.p is None or self.r is None:
-                raise ValueError("gilbert_elliott needs 'rate' and 'burst', or 'p' and 'r'")
-        if m == "four_state" and (self.p13 is None or self.p31 is None):
-            raise ValueError("four_state needs at least 'p13' and 'p31'")
-        if m == "trace" and not self.file:
-            raise ValueError("trace needs 'file'")
+        LOSS_MODELS[self.model].check(self)
         return self
 
 

@@ -11,14 +11,17 @@ packet, in sending order.
 - Trace: a recorded loss pattern, either one 0/1 per packet (1 = lost, cycled when exhausted)
   or loss intervals in milliseconds of sending time.
 
-`make_loss_model` builds the model a channel configuration names; the simulator and the live
-MQTT channel both use it.
+Each kind is registered by name (`register_loss_model`: how to build it, check its keys, say it in
+words, and whether its rate can be swept); `make_loss_model` builds the model a channel
+configuration names; the simulator and the live MQTT channel both use it.
 """
 
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -198,22 +201,97 @@ def parse_trace(path: Path):
     raise LossModelError(f"{path}: trace holds no data")
 
 
+@dataclass(frozen=True)
+class LossModelKind:
+    """What the simulator, the scenario checks and the report need of one kind of loss model; a
+    new model is its class and one `register_loss_model` line."""
+    build: Callable  # (config, rate, seed, base_dir) -> a model with drop(t=None), or None: no loss
+    check: Callable  # (config) -> None, or ValueError naming the key that is missing or wrong
+    describe: Callable  # (config as a dict, as the results' meta holds it) -> the report's words
+    # (config, rate) -> None, or LossModelError: the model takes a mean loss rate that a sweep or a
+    # comparison may set; None: it cannot be swept
+    check_rate: Callable | None = None
+
+
+LOSS_MODELS: dict[str, LossModelKind] = {}
+
+
+def register_loss_model(name: str, kind: LossModelKind) -> None:
+    if name in LOSS_MODELS:
+        raise ValueError(f"loss model {name!r} is registered twice")
+    LOSS_MODELS[name] = kind
+
+
+def loss_model_names(rated: bool = False) -> list[str]:
+    """The registered models (`rated`: only those whose mean loss rate can be swept)."""
+    return [n for n, k in LOSS_MODELS.items() if not rated or k.check_rate is not None]
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+def _needs(cfg, *keys: str, why: str = "") -> None:
+    missing = [k for k in keys if getattr(cfg, k, None) is None]
+    if missing:
+        raise ValueError(why or f"{cfg.model} needs {' and '.join(repr(k) for k in missing)}")
+
+
+def _ge_rate(cfg, rate: float) -> None:
+    if cfg.burst is None:
+        raise LossModelError(f"sweeping a {cfg.model} loss rate needs channel.loss.burst")
+    gilbert_elliott_p(rate, cfg.burst)
+
+
+def _ge_check(cfg) -> None:
+    if cfg.rate is not None:
+        _needs(cfg, "burst", why="gilbert_elliott with 'rate' needs 'burst' (mean burst length)")
+        try:
+            gilbert_elliott_p(cfg.rate, cfg.burst)
+        except LossModelError as e:
+            raise ValueError(str(e)) from None
+    else:
+        _needs(cfg, "p", "r", why="gilbert_elliott needs 'rate' and 'burst', or 'p' and 'r'")
+
+
+def _ge_build(cfg, rate, seed, base_dir):
+    if rate == 0 and cfg.p is None:
+        return None
+    if rate is not None and cfg.burst is not None:
+        return GilbertElliott.from_rate_and_burst(rate, cfg.burst, seed)
+    return GilbertElliott(cfg.p, cfg.r, cfg.one_minus_h, cfg.one_minus_k, seed)
+
+
+def _ge_describe(loss: dict) -> str:
+    if loss.get("rate") is not None:
+        return (f"bursty Gilbert-Elliott loss at {_percent(loss['rate'])} with mean bursts of "
+                f"{loss['burst']:g} packets")
+    return f"Gilbert-Elliott loss with p = {loss['p']:g}, r = {loss['r']:g}"
+
+
+def _trace_build(cfg, rate, seed, base_dir):
+    return Trace(Path(cfg.file) if base_dir is None else Path(base_dir) / cfg.file, offset=seed % 997)
+
+
+register_loss_model("none", LossModelKind(lambda cfg, rate, seed, base_dir: None, lambda cfg: None,
+                                          lambda loss: "no random loss"))
+register_loss_model("bernoulli", LossModelKind(
+    lambda cfg, rate, seed, base_dir: Bernoulli(rate, seed) if rate != 0 else None,
+    lambda cfg: _needs(cfg, "rate"),
+    lambda loss: f"independent (Bernoulli) loss at {_percent(loss['rate'])}",
+    lambda cfg, rate: None))
+register_loss_model("gilbert_elliott", LossModelKind(_ge_build, _ge_check, _ge_describe, _ge_rate))
+register_loss_model("four_state", LossModelKind(
+    lambda cfg, rate, seed, base_dir: FourState(cfg.p13, cfg.p31, cfg.p32, cfg.p23, cfg.p14, seed),
+    lambda cfg: _needs(cfg, "p13", "p31", why="four_state needs at least 'p13' and 'p31'"),
+    lambda loss: f"four-state Markov loss (p13 = {loss['p13']:g}, p31 = {loss['p31']:g})"))
+register_loss_model("trace", LossModelKind(_trace_build, lambda cfg: _needs(cfg, "file", why="trace needs 'file'"),
+                                           lambda loss: f"loss replayed from the trace {loss.get('file')}"))
+
+
 def make_loss_model(cfg, rate: float | None, seed: int, base_dir=None):
     """The loss model a `LossConfig` names (None: no loss), with `rate` (a sweep's point)
     replacing the configured rate; a trace file is relative to `base_dir`."""
-    rate = cfg.rate if rate is None else rate
-    if cfg.model == "none" or (cfg.model in ("bernoulli", "gilbert_elliott") and rate == 0
-                               and cfg.p is None):
-        return None
-    if cfg.model == "bernoulli":
-        return Bernoulli(rate, seed)
-    if cfg.model == "gilbert_elliott":
-        if rate is not None and cfg.burst is not None:
-            return GilbertElliott.from_rate_and_burst(rate, cfg.burst, seed)
-        return GilbertElliott(cfg.p, cfg.r, cfg.one_minus_h, cfg.one_minus_k, seed)
-    if cfg.model == "four_state":
-        return FourState(cfg.p13, cfg.p31, cfg.p32, cfg.p23, cfg.p14, seed)
-    if cfg.model == "trace":
-        path = Path(cfg.file) if base_dir is None else Path(base_dir) / cfg.file
-        return Trace(path, offset=seed % 997)
-    raise ValueError(f"unknown loss model {cfg.model}")
+    if cfg.model not in LOSS_MODELS:
+        raise ValueError(f"unknown loss model {cfg.model}")
+    return LOSS_MODELS[cfg.model].build(cfg, cfg.rate if rate is None else rate, seed, base_dir)

@@ -25,8 +25,9 @@ import simpy
 
 from ..seeds import element_seed
 from .config import ChannelConfig
-from .elements import Link, PoissonSource, Port, SimPacket
-from .loss_models import Bernoulli, make_loss_model
+from .elements import Link, SimPacket
+from .channel import cross_traffic, forward_path
+from .loss_models import Bernoulli
 from .protection import ProtectionError, parse_shim, recover
 
 NACK_BYTES = 8  # a NACK's fixed part on the reverse path: frame (2), count (2), 4 bytes of transport
@@ -218,13 +219,10 @@ def simulate_protected(channel: ChannelConfig, frames: list[ProtectedFrame], fps
     `trace` collects (frame, index, sent, expected arrival) of every retransmission."""
     env = simpy.Environment()
     results = [FrameResult({}, len(f.sources), None) for f in frames]
-    loss = make_loss_model(channel.loss, loss_rate, element_seed(seed, "loss"), base_dir)
     forward = channel.delay.base
     source = ProtectedSource(env, frames, fps, deadline, forward, channel.bandwidth, results, options.max_retries,
                              trace=trace)
-    port = Port(env, channel.bandwidth, channel.queue.packets, channel.queue.bytes)
-    link = Link(env, forward, channel.delay.jitter, channel.delay.distribution, channel.delay.reorder, loss,
-                channel.duplicate, channel.bit_error_rate, element_seed(seed, "link"))
+    port, link = forward_path(env, channel, loss_rate, seed, base_dir)
     reverse = None
     if options.nack:
         reverse_loss = Bernoulli(options.reverse_loss, element_seed(seed, "reverse-loss")) if options.reverse_loss else None
@@ -236,10 +234,8 @@ def simulate_protected(channel: ChannelConfig, frames: list[ProtectedFrame], fps
     rto = forward + options.reverse_delay + 2 * jitter_margin + 0.002
     receiver = ProtectedReceiver(env, len(frames), fps, deadline, expected, forward + options.reverse_delay, rto,
                                  results, options, reverse)
-    source.out, port.out, link.out = port, link, receiver
-    if channel.cross_traffic is not None:
-        PoissonSource(env, channel.cross_traffic.rate, int(channel.cross_traffic.packet), len(frames) / fps,
-                      element_seed(seed, "cross"), port)
+    source.out, link.out = port, receiver
+    cross_traffic(env, channel, len(frames) / fps, seed, port)
     env.run()
     for i, r in enumerate(results):
         r.recovered = receiver.held(i)
