@@ -5,6 +5,7 @@ once (as RTP's AV1 payload format does)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -14,6 +15,7 @@ from .codec import DecodedFrame, EncodedFrame, FrameStatus, register_codec
 
 FORMATS = {"avif": "AVIF", "webp": "WEBP", "jpeg": "JPEG"}
 FACTORS = (1, 2, 3, 4, 6, 8)  # the downscaling factors a rate search tries, from `downscale` on
+CACHED_CODINGS = 512
 
 
 @register_codec(*FORMATS)
@@ -23,13 +25,17 @@ class PillowStreamCodec:
 
     def __init__(self, *, name: str, piece: int, downscale: int = 1):
         self.name, self.format, self.piece, self.downscale = name, FORMATS[name], piece, downscale
-        self._coded: dict[tuple, tuple[bytes, np.ndarray]] = {}  # (frame, factor, q) -> (sent, decoded)
+        # (frame, factor, q) -> (sent, decoded): a rate search and the comparison's points ask again;
+        # bounded, so a long stream does not keep its frames
+        self._coded: OrderedDict[tuple, tuple[bytes, np.ndarray]] = OrderedDict()
         self._containers: dict[int, bytes] = {}  # AVIF container template per downscaling factor
 
     def coded(self, index: int, rgb: np.ndarray, factor: int, quality: int) -> tuple[bytes, np.ndarray]:
         """(the bytes sent, the picture they decode to) of the frame at (factor, quality)."""
         key = (index, factor, quality)
-        if key not in self._coded:
+        if key in self._coded:
+            self._coded.move_to_end(key)
+        else:
             small = classical.shrink(rgb, factor)
             data = classical.encode(small, self.format, quality)
             decoded = classical.decode(data, rgb.shape[:2])
@@ -40,11 +46,14 @@ class PillowStreamCodec:
                 if classical.join_avif(self._containers[factor], payload) == data:
                     data = payload
             self._coded[key] = data, decoded
+            if len(self._coded) > CACHED_CODINGS:
+                self._coded.popitem(last=False)
         return self._coded[key]
 
-    def encode(self, index: int, rgb: np.ndarray, choice: tuple[int, int] = (1, 0)) -> EncodedFrame:
-        """The frame at `choice` = (downscaling factor, quality)."""
-        factor, quality = choice
+    def encode(self, index: int, rgb: np.ndarray, choice: tuple[int, int] | None = None) -> EncodedFrame:
+        """The frame at `choice` = (downscaling factor, quality); None: the codec's downscaling at
+        the lowest quality (a rate search, `fit`, is how a stream chooses)."""
+        factor, quality = choice or (self.downscale, 0)
         data, _ = self.coded(index, rgb, factor, quality)
         units = [data[i:i + self.piece] for i in range(0, len(data), self.piece)] or [b""]
         return EncodedFrame(index, units, 0, f"d{factor} q={quality}", payload_bytes=len(data),
@@ -78,7 +87,7 @@ class PillowStreamCodec:
         if frame.skipped or data is None:
             return DecodedFrame(index, None, FrameStatus.UNDECODABLE)
         factor, quality = frame.extra["choice"]
-        sent, picture = self._coded[(index, factor, quality)]
+        sent, picture = self._coded.get((index, factor, quality), (None, None))
         if data != sent:
             if self.format == "AVIF":
                 data = classical.join_avif(self._containers[factor], data)
