@@ -76,6 +76,20 @@ def test_imports_go_one_way():
             assert outside <= {"simnet.units", "simnet.seeds"}, f"{name} imports {outside}"
         if name.startswith("simnet.experiment"):
             assert not {d for d in deps if d.startswith(("simnet.commands", "simnet.cli", "simnet.mqtt"))}, name
+        if name.startswith("simnet.stream"):  # the stream knows codecs, recovery and the transport's framing
+            outside = {d for d in deps if d.startswith("simnet") and not d.startswith("simnet.stream")}
+            assert outside <= {"simnet.network.protection"}, f"{name} imports {outside}"
+
+
+def test_the_send_and_receive_paths_exist_once():
+    """Only the stream's sender packetizes frames and only its reassembly places tokens back: every
+    other module goes through them (simnet.stream.sender, simnet.stream.vq, simnet.stream.reassembly)."""
+    for name, path in _modules().items():
+        if name.startswith(("simnet.stream", "codec")):
+            continue
+        text = path.read_text()
+        for call in (".packetize(", ".coarse_packets(", "Depacketizer(", "parse_compact(", ".assemble("):
+            assert call not in text, f"{name} calls {call} outside the stream"
 
 
 def test_cli_is_the_entry_point_only():

@@ -24,7 +24,7 @@ from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import lost_split, quality
 from codec.colour import ColourPlane
-from codec.packets import DEFAULT_MTU, coarse_max_tokens
+from codec.packets import DEFAULT_MTU
 from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_mask
 
 from ..network.loss_models import GilbertElliott
@@ -156,8 +156,9 @@ def evaluate_image(setup: Setup, name: str, rgb: np.ndarray, opts: EvalOptions, 
     section = colour.to_bytes(chroma) if chroma else b""
     colour_bytes = len(section)
     # the coarse layer as it would travel (its packets' payloads), counted in the rate
-    coarse_bytes = (sum(len(p.payload) for p in codec.coarse_packets(
-        grid, opts.coarse, seed=0, mtu=opts.mtu, max_tokens=coarse_max_tokens(opts.max_tokens))) if opts.coarse else 0)
+    coarse_bytes = (StreamSender(VQStreamCodec(codec, level=level, mtu=opts.mtu, max_tokens=opts.max_tokens, seed=0),
+                                 [CoarseLayer(opts.coarse)]).encode(0, None, grid=grid).extra["coarse_bytes"]
+                    if opts.coarse else 0)
     payload_bits = (len(data) - HEADER_BYTES - CRC_BYTES + coarse_bytes) * 8  # colour and coarse layer included
     xent = codec.prior(level).information_bits(grid.indices.ravel())
     base = {"scenario": opts.scenario, "image": name, "codebook": level,
