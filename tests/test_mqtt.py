@@ -78,7 +78,8 @@ def test_receiver_counts_garbage_late_and_decodes(tiny_codec, sample_rgb):
     assert (mask[~lost][:, 0].astype(int) >= frame[~lost][:, 0]).all()
 
 
-def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):
+def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0, count=None):
+    """`count`: how many frames an iterator `frames` holds."""
     async def main():
         # a short keepalive: a connection the broker's restart left half-dead (seen once: a broken
         # pipe whose socket asyncio had already dropped) is noticed by its missing PINGRESP in
@@ -90,7 +91,7 @@ def _run_loopback(codec, frames, port, loss, restart=None, fps=20.0):
             {"loss": {"model": "bernoulli", "rate": loss}, "delay": {"base": "5 ms", "jitter": "1 ms"}}),
             seed=3)
         receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
-                                                       frames=len(frames), idle_timeout=8.0))
+                                                       frames=count or len(frames), idle_timeout=8.0))
         await asyncio.sleep(0.5)
         if restart:
             asyncio.get_running_loop().call_later(*restart)
@@ -123,10 +124,13 @@ def test_broker_restart_mid_stream(tiny_codec, sample_rgb):
 
         import threading
 
-        sent, stats = _run_loopback(tiny_codec, frames_of(sample_rgb, 40), broker.port, loss=0.0,
-                                    restart=(0.8, lambda: threading.Thread(target=bounce).start()), fps=15)
+        # a source is an iterator, read once: the reconnect goes on where the stream stopped
+        source = (frame for frame in frames_of(sample_rgb, 40))
+        sent, stats = _run_loopback(tiny_codec, source, broker.port, loss=0.0,
+                                    restart=(0.8, lambda: threading.Thread(target=bounce).start()), fps=15, count=40)
     finally:
         broker.stop()
+    assert sent.frames == 40
     # frames after the restart arrived and decoded
     assert stats["last_frame"] >= 35 and stats["frames_shown"] >= 30
 
@@ -279,7 +283,7 @@ def test_junk_on_the_wire_is_counted_dropped_and_bounded(tiny_codec, sample_rgb)
         options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=2)
         rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
         receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
-                                                       frames=len(frames), idle_timeout=8.0))
+                                                       frames=count or len(frames), idle_timeout=8.0))
         await asyncio.sleep(0.5)
 
         async def flood():

@@ -65,6 +65,8 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                                         colour_copies=colour_copies),
                           [CoarseLayer(coarse)] if coarse else [])
     pending: set[asyncio.Task] = set()
+    source = enumerate(frames)  # an iterator: a reconnect goes on from where it stopped
+    current: list = [None]  # (index, frame) being sent
     start = time.monotonic()  # frame i is due at start + i / fps, across reconnects
     tag = model_tag(codec.checksum)
 
@@ -81,9 +83,12 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
 
         listener = asyncio.create_task(listen())
         try:
-            for i, (name, rgb) in enumerate(frames):
-                if i < stats.frames:  # already sent before a reconnect
-                    continue
+            while True:
+                # the frame a lost connection interrupted goes again; the source is read once
+                current[0] = current[0] or next(source, None)
+                if current[0] is None:
+                    break
+                i, (name, rgb) = current[0]
                 if stop is not None and stop.is_set():
                     break
                 wait = start + i / fps - time.monotonic()
@@ -109,6 +114,7 @@ async def send_stream(options: ConnectionOptions, stream: str, frames, codec, le
                         pending.add(task)
                         task.add_done_callback(pending.discard)
                 stats.frames += 1
+                current[0] = None
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             await asyncio.sleep(0.5)  # let the last receiver reports arrive
