@@ -283,7 +283,7 @@ def test_junk_on_the_wire_is_counted_dropped_and_bounded(tiny_codec, sample_rgb)
         options = ConnectionOptions("127.0.0.1", port, max_backoff=0.5, keepalive=2)
         rx = LiveReceiver(tiny_codec, get_method("neighbour"), deadline=0.3, stream="t", max_backlog=1000)
         receiving = asyncio.create_task(receive_stream(options, "t", rx, log=lambda s: None,
-                                                       frames=count or len(frames), idle_timeout=8.0))
+                                                       frames=len(frames), idle_timeout=8.0))
         await asyncio.sleep(0.5)
 
         async def flood():
