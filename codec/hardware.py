@@ -33,7 +33,9 @@ def cpu_has_native_bf16() -> bool:
     import torch
 
     forced = os.environ.get("SIMNET_NATIVE_BF16")
-    if forced in ("0", "1"):
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise HardwareError(f"SIMNET_NATIVE_BF16={forced!r}: expected 1 (native bf16) or 0 (not)")
         return forced == "1"
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -117,3 +117,9 @@ def test_the_environment_overrules_the_bf16_detection(monkeypatch, forced, expec
     monkeypatch.setenv("SIMNET_NATIVE_BF16", forced)
     assert hardware.cpu_has_native_bf16() is (forced == "1")
     assert hardware.resolve("cpu", "auto").precision == expected
+
+
+def test_a_wrong_bf16_override_is_refused(monkeypatch):
+    monkeypatch.setenv("SIMNET_NATIVE_BF16", "yes")
+    with pytest.raises(HardwareError, match="SIMNET_NATIVE_BF16='yes'"):
+        hardware.resolve("cpu", "auto")
