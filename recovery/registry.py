@@ -29,12 +29,6 @@ def register_recovery(name: str, kind: RecoveryKind) -> None:
     RECOVERIES[name] = kind
 
 
-def _baseline(cls):
-    def load():  # they run on the CPU in integer and fp32 arithmetic
-        return cls()
-    return load
-
-
 def _transformer(**kwargs) -> Recovery:
     from .transformer_recovery import TransformerRecovery
 
@@ -50,8 +44,9 @@ def _transformer_options(spec: str, opts: list[str]) -> dict:
 def _register_shipped() -> None:
     from .baselines import NeighbourRecovery, NoneRecovery
 
-    register_recovery("none", RecoveryKind(_baseline(NoneRecovery)))
-    register_recovery("neighbour", RecoveryKind(_baseline(NeighbourRecovery)))
+    # the baselines run on the CPU in integer and fp32 arithmetic: no placement
+    register_recovery("none", RecoveryKind(NoneRecovery))
+    register_recovery("neighbour", RecoveryKind(NeighbourRecovery))
     register_recovery("transformer", RecoveryKind(_transformer, _transformer_options, placed=True))
 
 

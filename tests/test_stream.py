@@ -23,7 +23,7 @@ def test_vq_frames_cross_sender_and_receiver_and_say_what_happened(tiny_codec, h
     method = get_method("neighbour")
     for i, drop in enumerate(([], [0, 3])):
         frame, wire = sender.send(i, _rgb(i))
-        receiver.expect(i, codec.session(frame))
+        receiver.expect(i, codec.signal(frame))
         for j, data in enumerate(wire.packets):
             if j not in drop:
                 assert receiver.put_wire(data) == "ok"
@@ -44,14 +44,15 @@ def test_a_file_codec_frame_missing_a_piece_is_undecodable():
     frame, wire = sender.send(0, _rgb(0), (1, 80))
     assert len(frame.units) > 2
     receiver = StreamReceiver(codec, sender.framing)
-    for data in wire.packets[1:]:
-        frame_no, index, count, unit = sender.framing.open(data)
-        receiver.put(frame_no, index, count, unit)
-    assert codec.decode(0, (48, 64), frame, receiver.take(0)).status is FrameStatus.UNDECODABLE
-    for data in wire.packets:
-        receiver.put(*sender.framing.open(data))
-    shown = codec.decode(0, (48, 64), frame, receiver.take(0))
+    for first in (1, 0):  # the first piece lost, then nothing lost
+        receiver.expect(0, codec.signal(frame))
+        for data in wire.packets[first:]:
+            receiver.put(*sender.framing.open(data))
+        shown = receiver.decode(receiver.take(0))
+        if first:
+            assert shown.status is FrameStatus.UNDECODABLE and shown.rgb is None
     assert shown.status is FrameStatus.DECODED and shown.rgb.shape == (48, 64, 3)
+    assert np.array_equal(shown.rgb, codec.coded(0, _rgb(0), 1, 80)[1])
 
 
 def test_recovery_is_handed_the_streams_history(tiny_codec):
@@ -97,9 +98,10 @@ def test_a_long_stream_flows_in_flat_memory():
     marks, shown = {}, 0
     for i, (_, rgb) in enumerate(source):
         frame, wire = sender.send(i, rgb, (1, 90))
+        receiver.expect(i, codec.signal(frame))
         for data in wire.sources[:-1] if i % 3 == 0 else wire.sources:
             receiver.put(*sender.framing.open(data))
-        decoded = codec.decode(i, rgb.shape[:2], frame, receiver.take(i))
+        decoded = receiver.decode(receiver.take(i))
         shown += decoded.status is FrameStatus.DECODED
         if i in (300, 2999):
             marks[i] = _rss_mb()

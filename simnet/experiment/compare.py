@@ -26,6 +26,7 @@ from ..network.protected import FrameResult, ProtectedFrame, ProtectionOptions, 
 from ..network.protection import SHIM_BYTES, adaptive_parity, parity_count
 from ..seeds import element_seed
 from ..stream import CoarseLayer, EncodedFrame, Framing, StreamReceiver, StreamSender, make_codec
+from ..stream.vq import TokenArrival
 from .frames import frames as load_frames
 from .scenario import MethodConfig, Scenario
 from .setup import Setup
@@ -114,9 +115,7 @@ class MethodCoder:
         return StreamReceiver(self.sender.codec, self.sender.framing)
 
     def protected(self, coded: CodedFrame) -> ProtectedFrame:
-        if coded.frame.skipped:  # nothing goes on the wire
-            return ProtectedFrame([], [], coded.retransmit_budget)
-        wire = self.sender.framing(coded.frame, coded.fec, coded.parity_setting)
+        wire = self.sender.framing(coded.frame, coded.fec, coded.parity_setting)  # a skipped frame: nothing
         assert len(wire.parities) == coded.parities
         return ProtectedFrame(wire.sources, wire.parities, coded.retransmit_budget)
 
@@ -166,15 +165,12 @@ class MethodCoder:
         if frame.skipped:
             return None, None
         codec = self.sender.codec
-        if self.method.codec != "vq":
-            receiver.reassembly.expect(index, len(frame.units))
-            for i, unit in got.items():
-                receiver.put(index, i, len(frame.units), unit)
-            return codec.decode(index, rgb.shape[:2], frame, receiver.take(index)).rgb, None
-        receiver.expect(index, codec.session(frame, frame.extra.get("coarse_level", 0)))
+        receiver.expect(index, codec.signal(frame))
         for i, unit in got.items():
             receiver.put(index, i, len(frame.units), unit)
         arrival = receiver.take(index)
+        if not isinstance(arrival, TokenArrival):  # a file: whole or nothing, no recovery
+            return receiver.decode(arrival, None).rgb, None
         lossy = arrival.lossy
         if not lossy.missing.any():
             filled = lossy.grid.indices

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import colour
+from codec import classical, colour
 from codec.bitstream import CRC_BYTES, HEADER_BYTES
+from codec.colour import ColourPlane
 from codec.image_codec import ImageCodec
 from codec.images import list_images, load_rgb
 from codec.metrics import lost_split, quality
-from codec.colour import ColourPlane
 from codec.packets import DEFAULT_MTU
 from codec.tokens import CoarseCells, LossyTokenGrid, TokenGrid, random_token_mask
 
@@ -31,7 +31,6 @@ from ..network.loss_models import GilbertElliott
 from ..seeds import element_seed
 from ..stream import CoarseLayer, StreamReceiver, StreamSender
 from ..stream.vq import TokenArrival, VQStreamCodec
-from codec import classical
 from .setup import Setup
 
 
@@ -48,7 +47,7 @@ def packet_loss_mask(codec: ImageCodec, grid: TokenGrid, rate: float, seed: int,
     model = GilbertElliott.from_rate_and_burst(rate, burst, seed=seed) if rate > 0 else None
     lost = np.array([model.drop() if model else False for _ in frame.units])
     receiver = StreamReceiver(vq)
-    receiver.expect(0, vq.session(frame, coarse))
+    receiver.expect(0, vq.signal(frame))
     for i, (unit, gone) in enumerate(zip(frame.units, lost)):
         if not gone:
             receiver.put(0, i, len(frame.units), unit)

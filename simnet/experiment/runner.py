@@ -36,17 +36,35 @@ FAST_PNG = 1  # zlib level of those working images: the report reads them back a
 
 @dataclass
 class EncodedFrame:
+    """A frame of the run: as the stream's sender coded it, its wire packets, and its lossless
+    decode (the ceiling, and what a frame that lost nothing shows)."""
     name: str
     rgb: np.ndarray
-    grid: TokenGrid
+    sent: StreamFrame
     packets: list[bytes]
-    payload_bytes: int  # the tokens' payloads and every copy of the colour section
     lossless: np.ndarray
     lossless_quality: dict
-    chroma: ColourPlane | None = None
-    colour_bytes: int = 0  # the colour section, every copy
-    coarse_bytes: int = 0  # the coarse layer's payloads
-    sent: StreamFrame | None = None  # as the stream's sender coded it
+
+    @property
+    def grid(self) -> TokenGrid:
+        return self.sent.extra["grid"]
+
+    @property
+    def payload_bytes(self) -> int:
+        """The tokens' payloads, every copy of the colour section, the coarse layer's payloads."""
+        return self.sent.payload_bytes
+
+    @property
+    def chroma(self) -> ColourPlane | None:
+        return self.sent.extra["chroma"]
+
+    @property
+    def colour_bytes(self) -> int:
+        return self.sent.extra["colour_bytes"]
+
+    @property
+    def coarse_bytes(self) -> int:
+        return self.sent.extra["coarse_bytes"]
 
 
 @dataclass
@@ -94,11 +112,10 @@ def encode_frames(sender: StreamSender, frames, timings: RunTimings, progress=No
             t0 = time.perf_counter()
         else:
             frame = sender.encode(i, rgb, grid=by_image[key][0])
-        grid, lossless, q = by_image[key]
+        _, lossless, q = by_image[key]
         wire = sender.framing(frame).sources
         timings.encode_s += time.perf_counter() - t0
-        out.append(EncodedFrame(name, rgb, grid, wire, frame.payload_bytes, lossless, q, frame.extra["chroma"],
-                                frame.extra["colour_bytes"], frame.extra["coarse_bytes"], frame))
+        out.append(EncodedFrame(name, rgb, frame, wire, lossless, q))
         if progress:
             progress(i + 1, count)
     return out
@@ -195,7 +212,7 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded: 
     vq = receiver.codec
     rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
     for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
-        receiver.expect(i, vq.session(f.sent, coarse))
+        receiver.expect(i, vq.signal(f.sent))
         for data in fo.on_time:
             receiver.put_wire(data)
         arrival = receiver.take(i)

@@ -51,7 +51,8 @@ class DecodedFrame:
 
 class Codec(Protocol):
     """A codec of a stream. The sender side codes a frame at a given choice or fits it into a byte
-    budget; the receiver side reassembles what arrived of a frame and decodes it."""
+    budget, and says what the receiver is told of it; the receiver side reassembles what arrived
+    of a frame and decodes it."""
 
     name: str
 
@@ -61,14 +62,26 @@ class Codec(Protocol):
         """The best choice whose `cost` (its bytes on the wire, protection included) fits `budget`,
         else the cheapest one."""
 
+    def signal(self, frame: EncodedFrame):
+        """What the sender signals of `frame` to its receiver (`Reassembly.expect`)."""
+
     def reassembly(self) -> "Reassembly": ...
+
+    def decode(self, arrival, method=None, history=None) -> DecodedFrame:
+        """The frame as shown from what arrived (`Reassembly.take`), with a recovery `method` and the
+        stream's `history` where the codec uses them."""
 
 
 class Reassembly(Protocol):
     """A receiver's state of one stream for one codec: units in, a frame's arrival out."""
 
+    def expect(self, frame: int, signalled) -> None: ...
+
     def put(self, frame: int, index: int, count: int, unit: bytes) -> str:
         """One unit of `frame` (its `index` of `count`); -> "ok" or why it was not taken."""
+
+    def take(self, frame: int):
+        """What arrived of `frame`, which the reassembly then forgets."""
 
     def forget(self, frame: int) -> None: ...
 

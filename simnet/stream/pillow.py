@@ -6,6 +6,7 @@ once (as RTP's AV1 payload format does)."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -57,7 +58,7 @@ class PillowStreamCodec:
         data, _ = self.coded(index, rgb, factor, quality)
         units = [data[i:i + self.piece] for i in range(0, len(data), self.piece)] or [b""]
         return EncodedFrame(index, units, 0, f"d{factor} q={quality}", payload_bytes=len(data),
-                            extra={"choice": (factor, quality)})
+                            extra={"choice": (factor, quality), "size": rgb.shape[:2]})
 
     def fit(self, index: int, rgb: np.ndarray, budget: int, cost: Callable[[EncodedFrame], int]) -> EncodedFrame:
         """The least downscaling, then the highest quality, whose `cost` fits `budget`; else the
@@ -80,19 +81,39 @@ class PillowStreamCodec:
     def reassembly(self) -> "FileReassembly":
         return FileReassembly()
 
-    def decode(self, index: int, size: tuple[int, int], frame: EncodedFrame, data: bytes | None) -> DecodedFrame:
-        """The picture of the file that arrived (`data`, None where a piece is missing: then the
-        frame is undecodable), upscaled to `size`. The bytes the sender sent decode to the picture
-        it made of them, which is reused."""
-        if frame.skipped or data is None:
-            return DecodedFrame(index, None, FrameStatus.UNDECODABLE)
-        factor, quality = frame.extra["choice"]
-        sent, picture = self._coded.get((index, factor, quality), (None, None))
-        if data != sent:
+    def signal(self, frame: EncodedFrame) -> "FileSession":
+        """What the receiver is told of `frame`: its pieces, its choice and its size (the AVIF
+        container of that choice is the session's)."""
+        return FileSession(len(frame.units), frame.extra["choice"], frame.extra["size"])
+
+    def decode(self, arrival: "FileArrival", method=None, history=None) -> DecodedFrame:
+        """The picture of the file that arrived, upscaled to its size; undecodable where a piece
+        is missing. The bytes the sender sent decode to the picture it made of them, which is
+        reused. A file codec has no recovery: `method` and `history` are not used."""
+        if arrival.data is None:
+            return DecodedFrame(arrival.index, None, FrameStatus.UNDECODABLE)
+        factor, quality = arrival.session.choice
+        sent, picture = self._coded.get((arrival.index, factor, quality), (None, None))
+        if arrival.data != sent:
+            data = arrival.data
             if self.format == "AVIF":
                 data = classical.join_avif(self._containers[factor], data)
-            picture = classical.decode(data, size)
-        return DecodedFrame(index, picture, FrameStatus.DECODED)
+            picture = classical.decode(data, arrival.session.size)
+        return DecodedFrame(arrival.index, picture, FrameStatus.DECODED, loss_rate=0.0)
+
+
+@dataclass(frozen=True)
+class FileSession:
+    count: int  # pieces
+    choice: tuple[int, int]  # (downscaling factor, quality)
+    size: tuple[int, int]  # (height, width) shown
+
+
+@dataclass
+class FileArrival:
+    index: int
+    data: bytes | None  # the file, None where a piece is missing
+    session: FileSession | None
 
 
 class FileReassembly:
@@ -100,26 +121,24 @@ class FileReassembly:
 
     def __init__(self):
         self.frames: dict[int, dict[int, bytes]] = {}
-        self.counts: dict[int, int] = {}
+        self.sessions: dict[int, FileSession] = {}
 
-    def expect(self, frame: int, count: int) -> None:
-        self.counts[frame] = count
+    def expect(self, frame: int, session: FileSession) -> None:
+        self.sessions[frame] = session
 
     def put(self, frame: int, index: int, count: int, unit: bytes) -> str:
         pieces = self.frames.setdefault(frame, {})
         if index in pieces:
             return "duplicate"
         pieces[index] = unit
-        self.counts.setdefault(frame, count)
         return "ok"
 
-    def take(self, frame: int) -> bytes | None:
-        """The frame's file where every piece arrived, else None."""
-        pieces, count = self.frames.pop(frame, {}), self.counts.pop(frame, None)
-        if count is None or len(pieces) < count:
-            return None
-        return b"".join(pieces[i] for i in range(count))
+    def take(self, frame: int) -> FileArrival:
+        """The frame's file where every piece the sender signalled arrived (data None otherwise)."""
+        pieces, session = self.frames.pop(frame, {}), self.sessions.pop(frame, None)
+        whole = session is not None and all(i in pieces for i in range(session.count))
+        return FileArrival(frame, b"".join(pieces[i] for i in range(session.count)) if whole else None, session)
 
     def forget(self, frame: int) -> None:
         self.frames.pop(frame, None)
-        self.counts.pop(frame, None)
+        self.sessions.pop(frame, None)

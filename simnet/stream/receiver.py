@@ -61,8 +61,10 @@ class StreamReceiver:
         """The arrival's complete grid as `method` fills it, with its history."""
         return self.codec.recover(arrival, method, self.history(method.name))
 
-    def decode(self, arrival, method) -> DecodedFrame:
-        """Recover, decode and remember: the frame as `method`'s receiver shows it."""
-        decoded = self.codec.decode(arrival, method, self.history(method.name))
-        self.shown(method.name, decoded.tokens, decoded.rgb)
+    def decode(self, arrival, method=None) -> DecodedFrame:
+        """Recover, decode and remember: the frame as `method`'s receiver shows it (a codec
+        without recovery takes no method)."""
+        name = method.name if method is not None else ""
+        decoded = self.codec.decode(arrival, method, self.history(name))
+        self.shown(name, decoded.tokens, decoded.rgb)
         return decoded

@@ -4,13 +4,14 @@ parities where the stream is protected) as wire packets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from ..network.protection import SHIM_BYTES, ProtectionError, parse_shim, protect
 from .codec import Codec, EncodedFrame
+from .vq import VQStreamCodec, coarse_units
 
 
 class CoarseLayer:
@@ -25,17 +26,14 @@ class CoarseLayer:
         return bool(self.level) and frame.level == codec.image_codec.base_level
 
     def __call__(self, codec, frame: EncodedFrame) -> EncodedFrame:
-        if not hasattr(codec, "image_codec"):
+        if not isinstance(codec, VQStreamCodec):
             raise ValueError(f"the coarse layer sends token cells; codec {codec.name!r} has no tokens")
         if not self.applies(codec, frame):
             return frame
-        from .vq import coarse_units
-
         units, payload = coarse_units(codec, frame, self.level, self.max_tokens)
-        return EncodedFrame(frame.index, frame.units + units, frame.unit_header,
-                            f"{frame.choice}+{self.level}", frame.frame_type, frame.references, frame.level,
-                            frame.payload_bytes + payload,
-                            {**frame.extra, "coarse_bytes": payload, "coarse_level": self.level})
+        return replace(frame, units=frame.units + units, choice=f"{frame.choice}+{self.level}",
+                       payload_bytes=frame.payload_bytes + payload,
+                       extra={**frame.extra, "coarse_bytes": payload, "coarse_level": self.level})
 
 
 @dataclass

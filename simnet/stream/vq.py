@@ -13,7 +13,7 @@ from codec import colour
 from codec.colour import ColourPlane
 from codec.image_codec import ImageCodec
 from codec.packets import (COMPACT_OVERHEAD_BYTES, DEFAULT_MTU, OVERHEAD_BYTES, Packet, PacketError, Session,
-                           coarse_max_tokens, parse_compact, parse_packet)
+                           coarse_max_tokens, parse_compact)
 from codec.tokens import CoarseCells, FrameHistory, LossyTokenGrid, TokenGrid
 
 from .codec import DecodedFrame, EncodedFrame, FrameStatus, register_codec
@@ -104,13 +104,10 @@ class VQStreamCodec:
                             payload_bytes=sum(len(p.payload) for p in packets) + colour_bytes,
                             extra={"grid": grid, "chroma": plane, "colour_bytes": colour_bytes, "coarse_bytes": 0})
 
-    def fit(self, index: int, rgb: np.ndarray, budget: int, cost: Callable[[EncodedFrame], int],
-            levels: list[int] | None = None) -> EncodedFrame:
-        """The largest level (of `levels`, default every one up to the stream's) whose `cost` fits
-        `budget`, else the smallest."""
-        levels = levels or [k for k in self.image_codec.level_sizes if k <= self.level]
+    def fit(self, index: int, rgb: np.ndarray, budget: int, cost: Callable[[EncodedFrame], int]) -> EncodedFrame:
+        """The largest level up to the stream's whose `cost` fits `budget`, else the smallest."""
         frame = None
-        for level in sorted(levels, reverse=True):
+        for level in sorted((k for k in self.image_codec.level_sizes if k <= self.level), reverse=True):
             frame = self.encode(index, rgb, level)
             if cost(frame) <= budget:
                 return frame
@@ -120,10 +117,12 @@ class VQStreamCodec:
         """The frame as decoded with nothing lost."""
         return self.image_codec.decode(frame.extra["grid"], chroma=frame.extra["chroma"])
 
-    def session(self, frame: EncodedFrame, coarse: int = 0) -> Session:
-        """What the sender signals of the stream for `frame` (a compact packet leaves it out)."""
+    def signal(self, frame: EncodedFrame) -> Session:
+        """What the sender signals of the stream for `frame`, its coarse layer included (a compact
+        packet leaves it out; a receiver expects a frame of that level and size)."""
         grid = frame.extra["grid"]
-        return Session(self.stream, grid.level, grid.image_size, self.interleave, self.seed, coarse)
+        return Session(self.stream, grid.level, grid.image_size, self.interleave, self.seed,
+                       frame.extra.get("coarse_level", 0))
 
     # the receiver's side
 
@@ -238,4 +237,4 @@ def coarse_units(codec: VQStreamCodec, frame: EncodedFrame, level: int, max_toke
     return [codec.unit(p) for p in packets], sum(len(p.payload) for p in packets)
 
 
-__all__ = ["TokenArrival", "TokenReassembly", "VQStreamCodec", "coarse_units", "parse_packet"]
+__all__ = ["TokenArrival", "TokenReassembly", "VQStreamCodec", "coarse_units"]
