@@ -60,7 +60,7 @@ def steps_per_s(run, steps: int) -> float:
 
 
 def tokenizer_run(device: str, out: Path):
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
 
     def run(steps):
         cfg = tt.TrainConfig(out=str(out / f"{steps}"), steps=steps, val_every=10**9, device=device,
@@ -70,7 +70,7 @@ def tokenizer_run(device: str, out: Path):
 
 
 def recovery_run(device: str, out: Path):
-    from recovery.train_transformer import RecoveryTrainConfig, train
+    from simnet.training.transformer import RecoveryTrainConfig, train
     from recovery.transformer import TransformerConfig
 
     rng = np.random.default_rng(0)

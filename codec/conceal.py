@@ -37,7 +37,7 @@ class ConcealingDecoder(nn.Module):
     def from_tokenizer(cls, model: VQModel, lost_offset: torch.Tensor | None = None) -> "ConcealingDecoder":
         """The tokenizer's own decoder, with a mask channel whose weights are `lost_offset`
         (z_channels,): zero (a mask that does nothing yet) unless given, as joint loss-aware
-        training of the tokenizer gives it (codec/train_tokenizer.py, `--conceal`)."""
+        training of the tokenizer gives it (simnet/training/tokenizer.py, `--conceal`)."""
         out = cls(model.config)
         out.decoder = copy.deepcopy(model.decoder)
         with torch.no_grad():

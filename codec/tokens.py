@@ -135,48 +135,6 @@ def nearest_in_cells(vectors: torch.Tensor, cells: torch.Tensor, of_code: torch.
     return d2.masked_fill(~inside, torch.inf).argmin(1)
 
 
-def neighbour_fill(vectors: torch.Tensor, lost: torch.Tensor, codebook: torch.Tensor):
-    """Each lost position takes the average of its known 8-neighbours' vectors, snapped to the
-    nearest code of `codebook`; lost regions fill from their border inwards (a position with no
-    known neighbour waits until its neighbours are filled), and a grid with nothing known takes the
-    code nearest the codebook's mean. (B, D, h, w) vectors, (B, h, w) bool lost ->
-    (filled vectors, (B, h, w) indices of the filled codes, -1 where nothing was lost).
-
-    Differentiable: a filled vector passes its gradient to the neighbours it averages (the snap is
-    straight-through), which is what training a codec under loss needs."""
-    import torch
-    import torch.nn.functional as F
-
-    b, d, h, w = vectors.shape
-    codebook = codebook.to(vectors.device, torch.float32)
-    out = vectors.float()
-    indices = torch.full((b, h, w), -1, dtype=torch.long, device=vectors.device)
-    missing = lost.clone().bool()
-    empty = missing.flatten(1).all(1)
-    if empty.any():
-        code = nearest_codes(codebook.mean(0, keepdim=True), codebook)[0]
-        out = torch.where(empty[:, None, None, None], codebook[code][None, :, None, None].expand_as(out), out)
-        indices[empty] = code
-        missing[empty] = False
-    kernel = torch.ones(1, 1, 3, 3, device=vectors.device)
-    kernel[0, 0, 1, 1] = 0
-    while missing.any():
-        known = (~missing).float()[:, None]
-        sums = F.conv2d(out * known, kernel.expand(d, 1, 3, 3), padding=1, groups=d)
-        counts = F.conv2d(known, kernel, padding=1)
-        ready = missing & (counts[:, 0] > 0)
-        bs, ys, xs = torch.nonzero(ready, as_tuple=True)
-        # gathered as (D, n) and transposed: the nearest-code products then round as they always
-        # have, so that ties (a mean halfway between two codes) break as in earlier records
-        means = (sums.transpose(0, 1)[:, bs, ys, xs] / counts[bs, 0, ys, xs]).t()
-        codes = nearest_codes(means, codebook)
-        snapped = codebook[codes] + (means - means.detach())  # the code exactly, the gradient to the means
-        out = out.permute(0, 2, 3, 1).index_put((bs, ys, xs), snapped).permute(0, 3, 1, 2)
-        indices[bs, ys, xs] = codes
-        missing = missing & ~ready
-    return out, indices
-
-
 def random_token_mask(shape: tuple[int, int], rate: float, seed: int | np.random.Generator) -> np.ndarray:
     """Exactly round(rate * n) positions lost, chosen uniformly with `seed` (a seed, or a generator
     to draw from)."""

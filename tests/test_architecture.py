@@ -64,7 +64,7 @@ def test_no_import_circles():
 
 
 def test_imports_go_one_way():
-    allowed_from_codec = {"codec", "codec.tokens", "codec.safe_weights", "codec.training", "codec.hardware"}
+    allowed_from_codec = {"codec", "codec.tokens", "codec.safe_weights", "codec.hardware"}
     for name, deps in _graph().items():
         if name.startswith("codec"):
             assert not {d for d in deps if not d.startswith("codec")}, f"{name} imports {deps}"
@@ -79,6 +79,15 @@ def test_imports_go_one_way():
         if name.startswith("simnet.stream"):  # the stream knows codecs, recovery and the transport's framing
             outside = {d for d in deps if d.startswith("simnet") and not d.startswith("simnet.stream")}
             assert outside <= {"simnet.network.protection"}, f"{name} imports {outside}"
+
+
+def test_training_stays_out_of_the_runtime():
+    """Training (simnet.training) uses the codec and recovery; nothing but the command line uses it."""
+    for name, deps in _graph().items():
+        if name.startswith(("simnet.training", "simnet.commands")):
+            continue
+        assert not {d for d in deps if d.startswith("simnet.training")}, f"{name} imports training"
+    assert not [p for p in (ROOT / "codec").glob("*.py") if p.stem.startswith("train") or p.stem == "discriminator"]
 
 
 def test_the_send_and_receive_paths_exist_once():

@@ -5,10 +5,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask, neighbour_fill
+from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask
+from recovery.baselines import neighbour_fill
 from recovery import RecoveryError, get_method
 from recovery.baselines import NeighbourRecovery, NoneRecovery
-from recovery.train_transformer import (RecoveryTrainConfig, neighbour_reference, train, validate,
+from simnet.training.transformer import (RecoveryTrainConfig, neighbour_reference, train, validate,
                                         validation_masks)
 from recovery.transformer import MaskedTokenTransformer, TransformerConfig
 from recovery.transformer_recovery import TransformerRecovery, load_transformer, save_transformer, window_starts
@@ -119,7 +120,7 @@ def test_transformer_shapes_and_levels():
 
 
 def test_training_offsets_reach_every_position():
-    from recovery.train_transformer import GridSampler
+    from simnet.training.transformer import GridSampler
 
     sampler = GridSampler({16: stripes(4, h=8, w=8)}, crop=8, seed=0)
     offsets = np.array([sampler.offset(24) for _ in range(400)])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from codec.training import Schedule, TrainingRun
+from simnet.training.loop import Schedule, TrainingRun
 
 
 def test_schedule_warms_up_holds_and_decays():
@@ -73,7 +73,7 @@ def test_time_limit_stops_resumably(tmp_path):
 @pytest.fixture
 def noise_photos(tmp_path, monkeypatch):
     """Three random 64x80 pictures as the tokenizer's training split (the first also validates)."""
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
 
     rng = np.random.default_rng(0)
     files = []
@@ -87,7 +87,7 @@ def noise_photos(tmp_path, monkeypatch):
 
 
 def test_tokenizer_training_runs_logs_and_resumes(tmp_path, noise_photos):
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
     from codec.checkpoint import load_tokenizer
     from conftest import TINY
 
@@ -109,7 +109,7 @@ def test_tokenizer_training_runs_logs_and_resumes(tmp_path, noise_photos):
 def test_loss_aware_training_decodes_lost_grids_logs_them_and_resumes(tmp_path, noise_photos, tiny_weights, precision):
     """--loss-aware: the lossy decode's loss is logged and trains the encoder too; validation
     scores 20% of tokens lost; the mask generator resumes where it stopped."""
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
     from codec.checkpoint import load_tokenizer
     from codec.hardware import resolve
     from codec.tokens import random_token_mask
@@ -152,7 +152,7 @@ def test_loss_aware_conceal_trains_the_mask_channel_with_the_tokenizer_and_resum
     decoder that loads for its own tokenizer only, decodes a grid with nothing lost as the
     tokenizer does and one with lost tokens otherwise; validation logs the plain decode's PSNR on
     the same fills beside the concealing one's; the mask weights resume."""
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
     from codec.checkpoint import load_tokenizer
     from codec.conceal import ConcealError, load_concealer
     from codec.safe_weights import file_checksum
@@ -189,7 +189,7 @@ def test_loss_aware_conceal_trains_the_mask_channel_with_the_tokenizer_and_resum
 
 
 def test_chroma_term_sees_colour_not_brightness():
-    from codec.train_tokenizer import chroma_l1
+    from simnet.training.tokenizer import chroma_l1
 
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert chroma_l1(x + 0.3, x).item() < 1e-6  # the same shift on R, G and B: grey, no chroma
@@ -201,7 +201,7 @@ def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, 
     """--decoder-only with --restore-stats and --train-only: the encoder and the untouched decoder
     layers keep their weights, the restoring map is trained and saved, a prefix that names no
     parameter is refused in one line."""
-    import codec.train_tokenizer as tt
+    import simnet.training.tokenizer as tt
     from codec.checkpoint import load_tokenizer
 
     start, levels = tiny_weights / "tokenizer.safetensors", tiny_weights / "levels.safetensors"
@@ -223,8 +223,8 @@ def test_decoder_fine_tune_restores_stats_trains_only_what_it_is_told(tmp_path, 
 
 
 def test_adversarial_term_trains_a_discriminator_and_resumes_it(tmp_path, noise_photos, tiny_weights):
-    import codec.train_tokenizer as tt
-    from codec.discriminator import DiscriminatorConfig, PatchDiscriminator, hinge_discriminator_loss
+    import simnet.training.tokenizer as tt
+    from simnet.training.discriminator import DiscriminatorConfig, PatchDiscriminator, hinge_discriminator_loss
 
     logits = PatchDiscriminator(DiscriminatorConfig(channels=8))(torch.rand(2, 3, 64, 64))
     assert logits.shape == (2, 1, 6, 6)  # one logit per overlapping patch
@@ -245,7 +245,7 @@ def test_adversarial_term_trains_a_discriminator_and_resumes_it(tmp_path, noise_
 
 
 def test_lost_pixels_weigh_more_and_the_weights_average_one():
-    from codec.train_conceal import pixel_weights
+    from simnet.training.conceal import pixel_weights
 
     lost = torch.zeros(2, 1, 3, 4)
     lost[0, 0, 1, 2] = 1
@@ -258,7 +258,7 @@ def test_lost_pixels_weigh_more_and_the_weights_average_one():
 def test_conceal_training_learns_the_mask_logs_both_decoders_and_resumes(tmp_path, noise_photos, tiny_weights, monkeypatch):
     """A few steps with a transformer-free fill: the plain decoder's validation is logged once,
     the concealer's at each validation, the mask channel leaves zero, and the run resumes."""
-    import codec.train_conceal as tc
+    import simnet.training.conceal as tc
     from codec.conceal import load_concealer
     from recovery import get_method
 
@@ -279,7 +279,7 @@ def test_conceal_training_learns_the_mask_logs_both_decoders_and_resumes(tmp_pat
 
 
 def test_crops_skip_pictures_smaller_than_the_crop(tmp_path):
-    from codec.train_tokenizer import CropSampler, TrainingSetupError
+    from simnet.training.tokenizer import CropSampler, TrainingSetupError
 
     rng = np.random.default_rng(0)
     for name, shape in (("big.png", (80, 96, 3)), ("strip.png", (40, 200, 3))):

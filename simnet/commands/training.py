@@ -94,8 +94,8 @@ def train_tokenizer(out, steps, decay_start, batch, crop, lr, max_minutes, init,
     \b
     Example: nohup simnet train tokenizer --out runs/tokenizer --max-minutes 120 &
     """
-    from codec.discriminator import DiscriminatorConfig
-    from codec.train_tokenizer import TrainConfig, TrainingSetupError, train
+    from simnet.training.discriminator import DiscriminatorConfig
+    from simnet.training.tokenizer import TrainConfig, TrainingSetupError, train
 
     if loss_aware and decoder_levels is not None:
         raise UserError("--loss-aware trains the encoder with the decoder: it cannot go with --decoder-only")
@@ -150,7 +150,7 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed, 
     \b
     Example: simnet train levels --tokenizer runs/tokenizer/best.safetensors --out codec/weights/levels.safetensors
     """
-    from codec.train_levels import make_levels
+    from simnet.training.levels import make_levels
 
     try:
         level_sizes = tuple(int(s) for s in sizes.split(","))
@@ -198,10 +198,10 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
     Example: nohup simnet train recovery --out runs/recovery --max-minutes 120 &
     """
     from codec.zoo import load_codec
-    from recovery.train_transformer import RecoveryTrainConfig, train
+    from simnet.training.transformer import RecoveryTrainConfig, train
     from recovery.transformer import TransformerConfig
 
-    from ..recovery_data import training_grids, validation_grids
+    from ..training.recovery_data import training_grids, validation_grids
 
     _check_training_data()
     if width % 8:
@@ -258,8 +258,8 @@ def train_conceal(out, steps, decay_start, batch, crop, lr, fill, train_levels, 
     Example: nohup simnet train conceal --out runs/conceal --max-minutes 120 --threads 1 &
     """
     from codec.levels import load_levels
-    from codec.train_conceal import ConcealTrainConfig, train
-    from codec.train_tokenizer import TrainingSetupError
+    from simnet.training.conceal import ConcealTrainConfig, train
+    from simnet.training.tokenizer import TrainingSetupError
     from codec.zoo import LEVELS_FILE, TOKENIZER_FILE, weights_dir
     from recovery import RECOVERIES, RecoveryError, get_method
 

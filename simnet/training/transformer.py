@@ -1,5 +1,5 @@
 """Resumable training of the masked transformer on cached token grids, on the CPU or CUDA
-(codec.hardware picks the device and precision; the loop is codec/training.py's).
+(codec.hardware picks the device and precision; the loop is simnet/training/loop.py's).
 
 The grids come from the caller (`simnet train recovery` encodes the training split once with the
 tokenizer and caches them), so this module needs no codec beyond its token types. Masks are drawn
@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from codec.hardware import Compute, resolve
 from codec.tokens import draw_mask
-from codec.training import NO_BEST, RunConfig
+from simnet.training.loop import NO_BEST, RunConfig
 
-from .transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
-from .transformer_recovery import save_transformer
+from recovery.transformer import MaskedTokenTransformer, TransformerConfig, count_parameters
+from recovery.transformer_recovery import save_transformer
 
 
 @dataclass
@@ -141,7 +141,7 @@ def neighbour_reference(grids: dict[int, list[np.ndarray]], codebooks: dict[int,
     its curve can be read against the baseline it has to beat."""
     from codec.tokens import LossyTokenGrid, TokenGrid
 
-    from .baselines import NeighbourRecovery
+    from recovery.baselines import NeighbourRecovery
 
     masks = validation_masks(grids, ratio, seed)
     out = {}
@@ -168,7 +168,7 @@ def _model(cfg: RecoveryTrainConfig, resumed: dict | None, levels: tuple[int, ..
     if resumed is not None:
         cfg.model = TransformerConfig.from_dict(resumed["model_config"])
     if resumed is None and cfg.init:
-        from .transformer_recovery import load_transformer
+        from recovery.transformer_recovery import load_transformer
 
         initial, _, _ = load_transformer(Path(cfg.init))
         # the initial model's shape, plus the local features if this run asks for them

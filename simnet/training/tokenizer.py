@@ -3,7 +3,7 @@
 Random crops of the training split (codec.images.training_images), channels_last, bf16 autocast
 where the device has it natively (codec.hardware), L1 + SSIM reconstruction loss, EMA codebook
 with dead-code restarts.
-The loop, its schedule, checkpoints and log are codec/training.py's; the best weights are those
+The loop, its schedule, checkpoints and log are simnet/training/loop.py's; the best weights are those
 with the highest validation PSNR.
 """
 
@@ -19,17 +19,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import save_tokenizer
-from .conceal import ConcealingDecoder, save_concealer
+from codec.checkpoint import save_tokenizer
+from codec.conceal import ConcealingDecoder, save_concealer
 from .discriminator import (DiscriminatorConfig, PatchDiscriminator, adaptive_weight, generator_loss,
                             hinge_discriminator_loss)
-from .images import load_rgb, training_images, validation_images
-from .safe_weights import file_checksum
-from .metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
-from .hardware import Compute, resolve
-from .tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
-from .tokens import draw_mask, neighbour_fill, random_token_mask
-from .training import NO_BEST, RunConfig
+from codec.images import load_rgb, training_images, validation_images
+from codec.safe_weights import file_checksum
+from codec.metrics import ciede2000, ms_ssim, psnr, ssim, to_unit
+from codec.hardware import Compute, resolve
+from codec.tokenizer import TokenizerConfig, VQModel, count_parameters, pad_to_multiple
+from codec.tokens import draw_mask, random_token_mask
+from recovery.baselines import neighbour_fill
+from .loop import NO_BEST, RunConfig
 
 
 @dataclass
@@ -67,7 +68,7 @@ class TrainConfig(RunConfig):
     # concealing decoder that the `+conceal` recovery methods use. With nothing lost the decode is
     # the tokenizer's own, by construction
     conceal: bool = False
-    # the VQGAN adversarial term (codec/discriminator.py): 0 = off. The discriminator trains from
+    # the VQGAN adversarial term (simnet/training/discriminator.py): 0 = off. The discriminator trains from
     # the first step; the generator's term counts from step `gan_start` on (a discriminator that
     # has not yet learned anything only adds noise), weighted by gan_weight x the adaptive balance
     # at the decoder's last layer
@@ -132,7 +133,7 @@ class LevelQuantizer:
 
     def __init__(self, levels_path: Path, seed: int, only: tuple[int, ...] = ()):
         """`only`: draw among these levels alone, equally often."""
-        from .levels import load_levels
+        from codec.levels import load_levels
 
         self.levels = load_levels(levels_path)
         self.sizes = sorted(self.levels)
@@ -262,7 +263,7 @@ def _model(cfg: TrainConfig, resumed: dict | None, log) -> VQModel:
     if resumed is not None:
         cfg.model = TokenizerConfig.from_dict(resumed["model_config"])
     if resumed is None and cfg.init:
-        from .checkpoint import load_tokenizer
+        from codec.checkpoint import load_tokenizer
 
         initial, _ = load_tokenizer(Path(cfg.init))
         cfg.model = replace(initial.config, restore_stats=initial.config.restore_stats or cfg.restore_stats)

@@ -11,7 +11,7 @@ import torch
 
 from codec.image_codec import ImageCodec
 from codec.images import load_rgb, validation_images
-from codec.train_levels import image_latents, latents_cache, training_latents, training_rgb
+from simnet.training.levels import image_latents, latents_cache, training_latents, training_rgb
 
 # Each training photo is tokenised four ways: as it is, mirrored, and both shifted by half a
 # token (8 px), which moves every token boundary. The transformer sees four times the grids,

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_tokenizer
-from .conceal import ConcealingDecoder, load_concealer, save_concealer
-from .images import load_rgb, to_tensor, training_images, validation_images
-from .metrics import lost_split, psnr, ssim, to_unit
-from .safe_weights import file_checksum
-from .tokenizer import pad_to_multiple
-from .tokens import LossyTokenGrid, TokenGrid, draw_mask, random_token_mask
-from .train_tokenizer import CropSampler, LevelQuantizer
-from .training import NO_BEST, RunConfig
+from codec.checkpoint import load_tokenizer
+from codec.conceal import ConcealingDecoder, load_concealer, save_concealer
+from codec.images import load_rgb, to_tensor, training_images, validation_images
+from codec.metrics import lost_split, psnr, ssim, to_unit
+from codec.safe_weights import file_checksum
+from codec.tokenizer import pad_to_multiple
+from codec.tokens import LossyTokenGrid, TokenGrid, draw_mask, random_token_mask
+from .tokenizer import CropSampler, LevelQuantizer
+from .loop import NO_BEST, RunConfig
 
 Fill = Callable[[LossyTokenGrid, torch.Tensor], np.ndarray]  # a recovery method's `recover`
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .hardware import Compute, resolve
+from codec.hardware import Compute, resolve
 
 
 @dataclass

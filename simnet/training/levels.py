@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_tokenizer
-from .hardware import Compute, resolve
-from .safe_weights import file_checksum
-from .images import load_rgb, to_tensor, training_images
-from .levels import (build_levels, fit_entropy_constrained, latent_mse, rate_of, save_levels,
+from codec.checkpoint import load_tokenizer
+from codec.hardware import Compute, resolve
+from codec.safe_weights import file_checksum
+from codec.images import load_rgb, to_tensor, training_images
+from codec.levels import (build_levels, fit_entropy_constrained, latent_mse, rate_of, save_levels,
                      tune_rate_lambda)
-from .tokenizer import VQModel, pad_to_multiple
+from codec.tokenizer import VQModel, pad_to_multiple
 
 MAX_SIDE = 768  # large training photos are reduced to the scale of the evaluation photographs
 
@@ -88,7 +88,7 @@ def make_levels(tokenizer_path: Path, out: Path, sizes, refine: int, seed: int, 
                           refine_base)
     tuned = {}
     if target_bits:
-        from .images import validation_images
+        from codec.images import validation_images
 
         val = torch.cat([image_latents(model, load_rgb(p), compute).flatten(1).t() for p in validation_images()])
         nearest_levels = dict(levels)
