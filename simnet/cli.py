@@ -10,7 +10,7 @@ import click
 
 from codec.hardware import tune_allocator
 
-from .commands import bench, coding, evaluation, experiments, mqtt, training
+from .commands import bench, coding, evaluation, mqtt, scenarios, training
 from .errors import expected_errors
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -22,8 +22,8 @@ def app():
     """Streaming transmission simulator with packet-loss recovery for a generative image codec."""
 
 
-for command in (coding.encode, coding.decode, coding.info, evaluation.eval_cmd, experiments.run,
-                experiments.sweep, experiments.report, bench.bench, training.train, mqtt.mqtt):
+for command in (coding.encode, coding.decode, coding.info, evaluation.eval_cmd, scenarios.run,
+                scenarios.sweep, scenarios.report, bench.bench, training.train, mqtt.mqtt):
     app.add_command(command)
 
 
