@@ -1,9 +1,12 @@
 """A stream under classical protection in the SimPy model: FEC parities sent with each frame, and
 NACK retransmission over a reverse path with its own delay and loss.
 
-    ProtectedSource -> Port -> Link -> ProtectedReceiver
-          ^                                  |
-          +------ Link (reverse: NACKs) <----+
+    ProtectedSource -> Port -> Link -> FecDecoder -> NackRequester
+          ^                                                 |
+          +------------- Link (reverse: NACKs) <------------+
+
+Each is an element with `put` and an `out`; the port and link are the channel's forward path
+(network.channel.forward_path), the NACK requester is there only where the stream uses NACKs.
 
 The receiver knows the frame schedule (frame i is due at i / fps, as RTP timestamps tell it) and
 the FEC scheme (from the shim). It asks for a missing source packet when a later one of the same
@@ -129,23 +132,19 @@ class ProtectedSource:
             self._send(data, frame, j)
 
 
-class ProtectedReceiver:
-    """Collects a frame's packets until its deadline, rebuilds sources from parities, and sends
-    NACKs through `reverse` (a Link) when `options.nack`."""
+class FecDecoder:
+    """The receiving end's first element: drops what a UDP checksum or the shim refuses and what
+    comes after the frame's deadline, keeps each frame's sources and parities, rebuilds sources
+    from parities (`held`), marks when a frame is complete, and passes each packet's shim on to
+    `out` (the NACK requester, where the stream uses NACKs)."""
 
     def __init__(self, env: simpy.Environment, n_frames: int, fps: float, deadline: float,
-                 expected_arrival: float, rtt: float, rto: float, results: list[FrameResult], options: ProtectionOptions,
-                 reverse=None):
-        self.env, self.fps, self.deadline, self.options, self.reverse = env, fps, deadline, options, reverse
-        self.expected_arrival, self.rtt, self.rto, self.results = expected_arrival, rtt, rto, results
+                 results: list[FrameResult], out=None):
+        self.env, self.fps, self.deadline, self.results, self.out = env, fps, deadline, results, out
         self.got_sources: list[dict[int, bytes]] = [{} for _ in range(n_frames)]
         self.got_parities: list[dict[int, bytes]] = [{} for _ in range(n_frames)]
         self.layout: list[tuple[str, int, int] | None] = [None] * n_frames
-        self.asked: list[set[int]] = [set() for _ in range(n_frames)]
         self.late = 0
-        for i in range(n_frames):
-            if options.nack:
-                env.process(self._watch(i))
 
     def frame_time(self, frame: int) -> float:
         return frame / self.fps
@@ -167,41 +166,66 @@ class ProtectedReceiver:
         result = self.results[frame]
         if result.complete_at is None and len(self.held(frame)) == shim.sources:
             result.complete_at = now - self.frame_time(frame)
-        if self.options.nack and not self.options.nack_after_fec and not shim.parity:
-            gaps = [i for i in range(shim.index) if i not in self.got_sources[frame] and i not in self.asked[frame]]
-            if gaps:
-                self._nack(frame, gaps)
+        if self.out is not None:
+            self.out.put(frame, shim)
 
     def held(self, frame: int) -> dict[int, bytes]:
+        """The frame's sources that arrived or that its parities rebuild."""
         if self.layout[frame] is None:
             return {}
         scheme, sources, parities = self.layout[frame]
         return recover(scheme, sources, parities, self.got_sources[frame], self.got_parities[frame])
 
+
+class NackRequester:
+    """The receiving end's second element: asks the sender, through `reverse` (a Link), for the
+    sources that `fec` (the FecDecoder before it) neither holds nor can rebuild: at a gap in a
+    frame's sources (unless `options.nack_after_fec`), once the frame should have arrived in full,
+    and again after each retransmission timeout while an answer can still come in time."""
+
+    def __init__(self, env: simpy.Environment, fec: FecDecoder, n_frames: int, expected_arrival: float, rtt: float,
+                 rto: float, options: ProtectionOptions, reverse):
+        self.env, self.fec, self.options, self.reverse = env, fec, options, reverse
+        self.expected_arrival, self.rtt, self.rto = expected_arrival, rtt, rto
+        self.asked: list[set[int]] = [set() for _ in range(n_frames)]
+        for i in range(n_frames):
+            env.process(self._watch(i))
+
+    def put(self, frame: int, shim) -> None:
+        """A packet of `frame` arrived (its shim): ask at once for the sources before it still missing."""
+        if self.options.nack_after_fec or shim.parity:
+            return
+        got = self.fec.got_sources[frame]
+        gaps = [i for i in range(shim.index) if i not in got and i not in self.asked[frame]]
+        if gaps:
+            self._nack(frame, gaps)
+
     def _missing(self, frame: int) -> list[int] | None:
         """Sources to ask for (None: the whole frame, nothing of it having arrived)."""
-        if self.layout[frame] is None:
+        fec = self.fec
+        if fec.layout[frame] is None:
             return None
-        scheme, sources, parities = self.layout[frame]
-        held = self.held(frame)
+        scheme, sources, parities = fec.layout[frame]
+        held = fec.held(frame)
         missing = [i for i in range(sources) if i not in held]
         if self.options.nack_after_fec and scheme == "rs" and missing:
             # parities still in flight or lost: ask for just enough sources to reach k
-            need = sources - len(self.got_sources[frame]) - len(self.got_parities[frame])
+            need = sources - len(fec.got_sources[frame]) - len(fec.got_parities[frame])
             missing = missing[:max(0, need)] if need > 0 else []
         return missing
 
     def _nack(self, frame: int, indices: list[int] | None) -> None:
         body = struct.pack("<H", 0xFFFF) if indices is None else struct.pack(f"<H{len(indices)}B", len(indices), *indices)
         self.asked[frame].update(indices or [])
-        self.results[frame].nacks_sent += 1
+        self.fec.results[frame].nacks_sent += 1
         self.reverse.put(SimPacket(body, NACK_BYTES + len(body), frame, -1, self.env.now, 0))
 
     def _watch(self, frame: int):
         """At the frame's expected arrival, then every retransmission timeout while a copy can
         still come in time: ask for what is missing."""
-        due = self.frame_time(frame) + self.deadline
-        t = self.frame_time(frame) + self.expected_arrival
+        frame_time = self.fec.frame_time(frame)
+        due = frame_time + self.fec.deadline
+        t = frame_time + self.expected_arrival
         while t + self.rtt < due:  # a request now can be answered before the deadline
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
@@ -232,8 +256,10 @@ def simulate_protected(channel: ChannelConfig, frames: list[ProtectedFrame], fps
     longest = max((sum(len(p) for p in f.sources + f.parities) for f in frames), default=0)
     expected = forward + jitter_margin + longest * 8 / channel.bandwidth + 0.002
     rto = forward + options.reverse_delay + 2 * jitter_margin + 0.002
-    receiver = ProtectedReceiver(env, len(frames), fps, deadline, expected, forward + options.reverse_delay, rto,
-                                 results, options, reverse)
+    receiver = FecDecoder(env, len(frames), fps, deadline, results)
+    if options.nack:
+        receiver.out = NackRequester(env, receiver, len(frames), expected, forward + options.reverse_delay, rto,
+                                     options, reverse)
     source.out, link.out = port, receiver
     cross_traffic(env, channel, len(frames) / fps, seed, port)
     env.run()
