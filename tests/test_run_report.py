@@ -321,3 +321,27 @@ def test_a_coarse_layer_is_refused_in_one_line_where_it_cannot_work(tmp_path, ca
     assert main(["sweep", str(tmp_path / "k256.yaml"), "--out", str(tmp_path / "s.json"), "--workers", "1"]) == 2
     assert "coarse level 256 is not available" in capsys.readouterr().err
     assert not (tmp_path / "s.json").exists()
+
+
+def test_the_runner_keeps_lossless_decodes_within_a_budget_and_makes_the_rest_again():
+    """A long run keeps no frame's pixels: the source is read again for each loss point, and the
+    lossless decodes stay within the budget (the oldest go first), made again when asked for."""
+    from types import SimpleNamespace
+
+    from simnet.experiment.runner import EncodedFrame, Pictures, RunTimings
+
+    made = []
+
+    class FakeCodec:
+        def lossless(self, sent):
+            made.append(sent.index)
+            return np.full((8, 8, 3), sent.index, dtype=np.uint8)  # 192 bytes
+
+    frames = [EncodedFrame(f"f{i}", SimpleNamespace(index=i), [], {}) for i in range(5)]
+    source = lambda: ((f.name, np.zeros((8, 8, 3), np.uint8)) for f in frames)  # noqa: E731
+    pictures = Pictures(source, FakeCodec(), RunTimings(), budget=2 * 192)
+    first = [lossless[0, 0, 0] for _, _, lossless in pictures.walk(frames)]
+    assert first == [0, 1, 2, 3, 4] and made == [0, 1, 2, 3, 4]
+    assert list(pictures._kept) == ["f3", "f4"]  # two decodes fit the budget
+    again = [lossless[0, 0, 0] for _, _, lossless in pictures.walk(frames)]
+    assert again == first and made == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]

@@ -1,14 +1,17 @@
 """Running a scenario: frames -> codec packets -> simulated channel -> depacketize -> recover ->
 decode -> quality, for every loss rate and seed of the sweep, streamed into the results JSON.
 
-Work is shared where the inputs are the same: each frame is encoded and packetized once, its
-lossless decode is computed once, a frame that lost no token reuses the lossless decode for
-every recovery method, and methods that fill a frame alike share one decode.
+Work is shared where the inputs are the same: each frame is encoded and packetized once, a frame
+that repeats an image shares its tokens, a frame that lost no token reuses the lossless decode for
+every recovery method, and methods that fill a frame alike share one decode. Pixels are not kept
+for the run: each loss point reads the source again, and lossless decodes are kept within a
+memory budget (`Pictures`), so memory is bounded by that, not by the clip's length.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +39,17 @@ FAST_PNG = 1  # zlib level of those working images: the report reads them back a
 
 @dataclass
 class EncodedFrame:
-    """A frame of the run: as the stream's sender coded it, its wire packets, and its lossless
-    decode (the ceiling, and what a frame that lost nothing shows)."""
+    """A frame of the run as the stream's sender coded it, its wire packets and its lossless
+    quality. Its pixels are not kept: `Pictures` gives them back (memory bounded, not by the clip)."""
     name: str
-    rgb: np.ndarray
     sent: StreamFrame
     packets: list[bytes]
-    lossless: np.ndarray
     lossless_quality: dict
+
+    @property
+    def pixels(self) -> int:
+        h, w = self.grid.image_size
+        return h * w
 
     @property
     def grid(self) -> TokenGrid:
@@ -92,13 +98,42 @@ def stream_sender(setup: Setup, scenario: Scenario) -> StreamSender:
     return StreamSender(vq, layers, Framing(shim=compact))
 
 
-def encode_frames(sender: StreamSender, frames, timings: RunTimings, progress=None, metrics=None, count=None):
-    """Encode, packetize and decode every frame. A frame that repeats an earlier image (sources
-    cycle through their images) shares its grid and decode: the long runs' memory then grows
-    only with the packets' bytes, not with decoded pixels."""
+class Pictures:
+    """The run's frames again with their lossless decodes, frame by frame from a fresh pass over
+    the source: a decode is kept while the bytes of those kept stay under `budget` (a source that
+    cycles through a few images keeps them all; a long video keeps none), else made again."""
+
+    def __init__(self, source, vq, timings: RunTimings, budget: int = 256 * 2**20):
+        self.source, self.vq, self.timings, self.budget = source, vq, timings, budget
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def keep(self, name: str, lossless: np.ndarray) -> None:
+        self._kept[name] = lossless
+        self._kept.move_to_end(name)
+        while sum(a.nbytes for a in self._kept.values()) > self.budget and len(self._kept) > 1:
+            self._kept.popitem(last=False)
+
+    def lossless(self, f: EncodedFrame) -> np.ndarray:
+        if f.name not in self._kept:
+            t0 = time.perf_counter()
+            self.keep(f.name, self.vq.lossless(f.sent))
+            self.timings.decode_s += time.perf_counter() - t0
+        self._kept.move_to_end(f.name)
+        return self._kept[f.name]
+
+    def walk(self, encoded: list[EncodedFrame]):
+        """(frame, its pixels, its lossless decode) for each frame of `encoded`, in order."""
+        for f, (_, rgb) in zip(encoded, self.source()):
+            yield f, rgb, self.lossless(f)
+
+
+def encode_frames(sender: StreamSender, frames, timings: RunTimings, pictures: Pictures, progress=None,
+                  metrics=None, count=None):
+    """Encode and packetize every frame, and score its lossless decode. A frame that repeats an
+    earlier image (sources cycle through their images) shares its grid and decode."""
     out = []
     vq = sender.codec
-    by_image: dict[int, tuple] = {}
+    by_image: dict[int, tuple] = {}  # the frames' arrays are shared where the source repeats an image
     for i, (name, rgb) in enumerate(frames):
         key = id(rgb)
         t0 = time.perf_counter()
@@ -108,14 +143,14 @@ def encode_frames(sender: StreamSender, frames, timings: RunTimings, progress=No
             t0 = time.perf_counter()
             lossless = vq.lossless(frame)
             timings.decode_s += time.perf_counter() - t0
-            by_image[key] = (frame.extra["grid"], lossless, quality(rgb, lossless, metrics or None))
+            pictures.keep(name, lossless)
+            by_image[key] = (frame.extra["grid"], quality(rgb, lossless, metrics or None))
             t0 = time.perf_counter()
         else:
             frame = sender.encode(i, rgb, grid=by_image[key][0])
-        _, lossless, q = by_image[key]
         wire = sender.framing(frame).sources
         timings.encode_s += time.perf_counter() - t0
-        out.append(EncodedFrame(name, rgb, frame, wire, lossless, q))
+        out.append(EncodedFrame(name, frame, wire, by_image[key][1]))
         if progress:
             progress(i + 1, count)
     return out
@@ -156,18 +191,19 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
     timings = RunTimings()
     level = setup.level
     sender = stream_sender(setup, scenario)
-    encoded = encode_frames(sender, frames(scenario), timings,
+    pictures = Pictures(lambda: frames(scenario), sender.codec, timings)
+    encoded = encode_frames(sender, frames(scenario), timings, pictures,
                             (lambda i, n: progress("encode", i, n)) if progress else None, setup.metrics,
                             scenario.source.count)
     rates, seeds = scenario.loss_rates(), scenario.sweep.seeds
     base = {"scenario": scenario.name, "codebook": level}
     if image_dir is not None:
         image_dir.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(encoded[:EXAMPLE_FRAMES]):
-            save_rgb(f.rgb, image_dir / f"f{i}-original.png", FAST_PNG)
-            save_rgb(f.lossless, image_dir / f"f{i}-lossless.png", FAST_PNG)
+        for i, (f, rgb, lossless) in zip(range(EXAMPLE_FRAMES), pictures.walk(encoded)):
+            save_rgb(rgb, image_dir / f"f{i}-original.png", FAST_PNG)
+            save_rgb(lossless, image_dir / f"f{i}-lossless.png", FAST_PNG)
     for f in encoded if include_lossless else []:
-        pixels = f.rgb.shape[0] * f.rgb.shape[1]
+        pixels = f.pixels
         writer.add({**base, "image": f.name, "seed": seed, "loss_rate_target": 0.0,
                     "loss_rate_packets": 0.0, "loss_rate_tokens": 0.0, "method": "lossless",
                     "bpp_payload": f.payload_bytes * 8 / pixels,
@@ -189,13 +225,13 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
         stats = outcome.summary()
         runs.append({"loss_rate_target": rate, "seed": seed + s, **stats})
         receiver = StreamReceiver(sender.codec, sender.framing)
-        _score_frames(setup, receiver, scenario.packets.coarse, encoded, outcome, base, rate, seed + s, writer,
-                      timings, image_dir if s == 0 else None)
+        _score_frames(setup, receiver, scenario.packets.coarse, pictures.walk(encoded), outcome, base, rate,
+                      seed + s, writer, timings, image_dir if s == 0 else None)
         done += 1
         if progress:
             progress("simulate", done, total)
     return {"runs": runs, "timings": timings.as_dict(),
-            "frames": len(encoded), "frame_size": list(encoded[0].rgb.shape[:2]),
+            "frames": len(encoded), "frame_size": list(encoded[0].grid.image_size),
             "packets_per_frame": float(np.mean([len(f.packets) for f in encoded])),
             "colour_bytes_per_frame": float(np.mean([f.colour_bytes for f in encoded])),
             "coarse_bytes_per_frame": float(np.mean([f.coarse_bytes for f in encoded])),
@@ -203,22 +239,21 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
             "packet_header": scenario.packets.header}
 
 
-def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded: list[EncodedFrame],
-                  outcome: ChannelOutcome, base: dict, rate: float, seed: int, writer, timings: RunTimings,
-                  image_dir: Path | None):
+def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, outcome: ChannelOutcome,
+                  base: dict, rate: float, seed: int, writer, timings: RunTimings, image_dir: Path | None):
     """Assemble what arrived of each frame, recover, decode and score it with every method. The
     command-line metrics of a decode run as processes while the next frames decode; the records
     are written, in the same order, once the point's frames are done."""
     vq = receiver.codec
     rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
-    for i, (f, fo) in enumerate(zip(encoded, outcome.frames)):
+    for i, ((f, rgb, lossless), fo) in enumerate(zip(encoded, outcome.frames)):
         receiver.expect(i, vq.signal(f.sent))
         for data in fo.on_time:
             receiver.put_wire(data)
         arrival = receiver.take(i)
         lossy, chroma = arrival.lossy, arrival.chroma
         p50, p95 = latency_percentiles(fo.latencies_ms)
-        pixels = f.rgb.shape[0] * f.rgb.shape[1]
+        pixels = f.pixels
         common = {**base, "image": f.name, "seed": seed, "loss_rate_target": rate,
                   "loss_rate_packets": fo.lost / fo.sent, "loss_rate_tokens": lossy.loss_rate,
                   "bpp_payload": f.payload_bytes * 8 / pixels,
@@ -228,13 +263,13 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded: 
                   **colour_fields(f, chroma is not None), **coarse_fields(f, coarse, lossy)}
         lost = lossy.missing
         if image_dir is not None and i < EXAMPLE_FRAMES:
-            save_rgb(lost_token_overlay(f.lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)
+            save_rgb(lost_token_overlay(lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)
         # one decode per distinct grid: methods that fill alike (none and neighbour on a frame
         # that lost every token), or a fill that restores the sent grid, share it
-        decodes = {f.grid.indices.tobytes(): (f.lossless, f.lossless_quality, None)}
+        decodes = {f.grid.indices.tobytes(): (lossless, f.lossless_quality, None)}
         for name, method in setup.recoveries.items():
             if not lost.any():
-                decoded, q, pending, acc = f.lossless, f.lossless_quality, None, None
+                decoded, q, pending, acc = lossless, f.lossless_quality, None, None
                 filled = f.grid.indices
             else:
                 t0 = time.perf_counter()
@@ -249,13 +284,13 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded: 
                     decoded = vq.render(arrival, filled, concealed)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    decodes[key] = (decoded, quality(f.rgb, decoded),
-                                    setup.metrics.start(f.rgb, decoded) if setup.metrics else None)
+                    decodes[key] = (decoded, quality(rgb, decoded),
+                                    setup.metrics.start(rgb, decoded) if setup.metrics else None)
                     timings.metrics_s += time.perf_counter() - t0
                 decoded, q, pending = decodes[key]
                 acc = float((filled[lost] == f.grid.indices[lost]).mean())
             receiver.shown(name, TokenGrid(filled, f.grid.level, f.grid.image_size), decoded)
-            split = lost_split(f.rgb, decoded, lost, vq.image_codec.factor) if lost.any() else {}
+            split = lost_split(rgb, decoded, lost, vq.image_codec.factor) if lost.any() else {}
             rows.append(({**common, "method": name, "token_accuracy": acc,
                           "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **split}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
