@@ -88,12 +88,25 @@ def unit_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float() / 255
 
 
-def quality(reference: np.ndarray, decoded: np.ndarray, extra=None) -> dict:
-    """PSNR (RGB, 0-255) and MS-SSIM of two HxWx3 uint8 images, and whatever `extra`
-    ((reference, decoded) -> {field: value}, e.g. the optional pyiqa metrics) adds."""
+def quality(reference: np.ndarray, decoded: np.ndarray, extra=None, ssim: bool = False) -> dict:
+    """PSNR (RGB, 0-255) and MS-SSIM of two HxWx3 uint8 images, with `ssim` also SSIM and SSIM in
+    dB, and whatever `extra` ((reference, decoded) -> {field: value}, e.g. the optional pyiqa
+    metrics) adds."""
     x, y = unit_tensor(reference), unit_tensor(decoded)
     scores = {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(ms_ssim(x, y)[0])}
+    if ssim:
+        scores.update(ssim_scores(reference, decoded))
     return {**scores, **extra(reference, decoded)} if extra is not None else scores
+
+
+def ssim_scores(reference: np.ndarray, decoded: np.ndarray) -> dict:
+    """SSIM (Wang et al. 2004: 11x11 Gaussian window of sigma 1.5, RGB channels averaged) and
+    SSIM in dB, -10 log10(1 - SSIM), the scale video papers report (capped at 100 dB)."""
+    from skimage.metrics import structural_similarity
+
+    value = float(structural_similarity(reference, decoded, data_range=255, channel_axis=2, gaussian_weights=True,
+                                        sigma=1.5, use_sample_covariance=False))
+    return {"ssim": value, "ssim_db": float(min(100.0, -10 * np.log10(max(1 - value, 1e-10))))}
 
 
 def region_psnr(reference: np.ndarray, decoded: np.ndarray, region: np.ndarray) -> float | None:

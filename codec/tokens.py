@@ -97,10 +97,17 @@ class FrameHistory:
 
     grids: tuple[TokenGrid, ...] = ()
     pictures: tuple[np.ndarray, ...] = ()
+    # each grid's positions that were guesses (lost or stale), None where none was
+    unsure: tuple[np.ndarray | None, ...] = ()
 
     @property
     def previous(self) -> TokenGrid | None:
         return self.grids[-1] if self.grids else None
+
+    @property
+    def previous_unsure(self) -> np.ndarray | None:
+        """The positions of the previous grid that were guesses, or None where it had none."""
+        return self.unsure[-1] if self.unsure else None
 
 
 def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor, bias: torch.Tensor | None = None,

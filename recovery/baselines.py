@@ -1,5 +1,6 @@
-"""Baseline recoveries: `none` (one fixed code) and `neighbour` (average of known neighbours), and
-the neighbour fill itself, which training a codec under loss uses too."""
+"""Baseline recoveries: `none` (one fixed code), `neighbour` (average of known neighbours) and
+`previous` (the previous frame's token), and the neighbour fill itself, which training a codec
+under loss uses too."""
 
 from __future__ import annotations
 
@@ -48,6 +49,27 @@ class NeighbourRecovery:
             fill, filled = neighbour_fill(vectors, torch.from_numpy(lossy.missing)[None], codebook)
         out[lossy.missing] = filled[0].numpy()[lossy.missing]
         return snap_into_cells(lossy, out, fill[0].permute(1, 2, 0), codebook)
+
+
+class PreviousRecovery:
+    """Each lost token becomes the co-located token of the previous frame as this receiver showed
+    it: what a video decoder's simplest concealment does (copy the last frame's block). The first
+    frame of a stream, or one whose previous frame had another grid, falls back to `neighbour`.
+    With a coarse layer, a lost token whose cell arrived keeps the previous code only if it lies
+    in that cell, else takes the cell's code nearest it."""
+
+    name = "previous"
+    conceal = False
+
+    def recover(self, lossy: LossyTokenGrid, codebook: torch.Tensor,
+                history: FrameHistory | None = None) -> np.ndarray:
+        check_inputs(lossy, codebook)
+        previous = history.previous if history is not None else None
+        if previous is None or previous.shape != lossy.grid.shape or previous.level != lossy.grid.level:
+            return NeighbourRecovery().recover(lossy, codebook)
+        out = lossy.grid.indices.copy()
+        out[lossy.missing] = previous.indices[lossy.missing]
+        return snap_into_cells(lossy, out, codebook.float()[torch.from_numpy(out)], codebook)
 
 
 def neighbour_fill(vectors: torch.Tensor, lost: torch.Tensor, codebook: torch.Tensor):

@@ -35,6 +35,13 @@ def _transformer(**kwargs) -> Recovery:
     return TransformerRecovery.from_weights(**kwargs)
 
 
+def _temporal(**kwargs) -> Recovery:
+    from .transformer_recovery import TransformerRecovery, default_temporal_weights
+
+    kwargs.setdefault("weights", default_temporal_weights())
+    return TransformerRecovery.from_weights(name="temporal", **kwargs)
+
+
 def _transformer_options(spec: str, opts: list[str]) -> dict:
     from .transformer_recovery import transformer_options
 
@@ -42,12 +49,15 @@ def _transformer_options(spec: str, opts: list[str]) -> dict:
 
 
 def _register_shipped() -> None:
-    from .baselines import NeighbourRecovery, NoneRecovery
+    from .baselines import NeighbourRecovery, NoneRecovery, PreviousRecovery
 
     # the baselines run on the CPU in integer and fp32 arithmetic: no placement
     register_recovery("none", RecoveryKind(NoneRecovery))
     register_recovery("neighbour", RecoveryKind(NeighbourRecovery))
+    register_recovery("previous", RecoveryKind(PreviousRecovery))
     register_recovery("transformer", RecoveryKind(_transformer, _transformer_options, placed=True))
+    # the spatio-temporal transformer: the same model with the previous frame's tokens as input
+    register_recovery("temporal", RecoveryKind(_temporal, _transformer_options, placed=True))
 
 
 _register_shipped()

@@ -33,6 +33,11 @@ class TransformerConfig:
     # neighbours (and how many there are), the locality a token grid has and that attention would
     # otherwise have to discover from the position tables
     local_features: bool = False
+    # True: each position also sees the previous frame's token there (its embedding through
+    # `prev_in`, plus a learned time embedding), so the model recovers a frame of a stream from
+    # what it received of it and the frame before; `prev_in` starts at zero, so a model
+    # initialised from a spatial one starts out as that model
+    temporal: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,6 +120,9 @@ class MaskedTokenTransformer(nn.Module):
             self.code_scale = nn.Parameter(torch.ones(()))
         if cfg.code_dim and cfg.local_features:
             self.local_in = nn.Linear(2 * cfg.code_dim + 2, cfg.n_embd)
+        if cfg.temporal:
+            self.time_emb = nn.Parameter(torch.zeros(cfg.n_embd))
+            self.prev_in = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.row_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.col_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.level_emb = nn.Embedding(len(cfg.levels), cfg.n_embd)
@@ -122,6 +130,9 @@ class MaskedTokenTransformer(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size)
         self.apply(self._init)
+        if cfg.temporal:
+            nn.init.zeros_(self.prev_in.weight)
+            nn.init.zeros_(self.prev_in.bias)
 
     @staticmethod
     def _init(module):
@@ -174,15 +185,25 @@ class MaskedTokenTransformer(nn.Module):
         stored = self.codes[offset: offset + level]
         return bool((self.normalise_codebook(codebook) - stored).abs().max() < tol)
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) token ids (with level offsets; the mask id) -> (B, h*w, n_embd)."""
+        b, h, w = tokens.shape
+        x = self.tok_emb(tokens.view(b, h * w))
+        if self.config.code_dim:
+            x = x + self.code_in(self.codes[tokens.view(b, h * w)])
+        return x
+
     def forward(self, indices: torch.Tensor, missing: torch.Tensor, level: int,
-                offset: tuple[int, int] = (0, 0), at: torch.Tensor | None = None) -> torch.Tensor:
+                offset: tuple[int, int] = (0, 0), at: torch.Tensor | None = None,
+                previous: torch.Tensor | None = None) -> torch.Tensor:
         """indices (B, h, w) at `level`, missing (B, h, w) bool -> logits (B, h, w, level), or
         (N, level) for the N positions where the bool grid `at` is set (the lost ones, usually:
         the output layer is a large share of the time and only they need it).
 
         `offset` shifts the grid's rows and columns in the position tables: training draws it at
         random so that every row and column embedding is trained (crops are smaller than
-        `max_side`) and the model cannot lean on absolute position."""
+        `max_side`) and the model cannot lean on absolute position. `previous` (B, h, w): the
+        previous frame's tokens at the same level, for a temporal model (None: no previous frame)."""
         cfg = self.config
         b, h, w = indices.shape
         if level not in cfg.level_offsets:
@@ -192,9 +213,12 @@ class MaskedTokenTransformer(nn.Module):
             raise ValueError(f"grid {h}x{w} exceeds the transformer's {cfg.max_side}x{cfg.max_side}")
         offset = cfg.level_offsets[level]
         tokens = torch.where(missing, torch.full_like(indices, self.mask_id), indices + offset)
-        x = self.tok_emb(tokens.view(b, h * w))
+        x = self.embed(tokens)
+        if previous is not None:
+            if not cfg.temporal:
+                raise ValueError("this transformer is not temporal: it takes no previous frame")
+            x = x + self.prev_in(self.embed(previous + offset) + self.time_emb)
         if cfg.code_dim:
-            x = x + self.code_in(self.codes[tokens.view(b, h * w)])
             if cfg.local_features:
                 x = x + self.local_in(self.local_means(tokens, missing))
         pos = (self.row_emb.weight[oy:oy + h, None, :] + self.col_emb.weight[None, ox:ox + w, :]).view(h * w, -1)

@@ -20,10 +20,17 @@ from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
 WEIGHTS_ENV = "SIMNET_TRANSFORMER_WEIGHTS"  # a run's best.safetensors instead of the shipped file
+# the spatio-temporal model (`temporal`): trained on token streams of clips, split by clip
+TEMPORAL_WEIGHTS = WEIGHTS.with_name("transformer-video.safetensors")
+TEMPORAL_WEIGHTS_ENV = "SIMNET_TEMPORAL_WEIGHTS"
 
 
 def default_weights() -> Path:
     return Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else WEIGHTS
+
+
+def default_temporal_weights() -> Path:
+    return Path(os.environ[TEMPORAL_WEIGHTS_ENV]) if os.environ.get(TEMPORAL_WEIGHTS_ENV) else TEMPORAL_WEIGHTS
 
 
 FORMAT = "simnet-recovery-transformer/1"
@@ -102,8 +109,11 @@ class TransformerRecovery:
 
     def __init__(self, model: MaskedTokenTransformer, steps: int = DEFAULT_STEPS, temperature: float = 0.0,
                  seed: int = 0, precision: str = "auto", checksum: str | None = None,
-                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW, device: str = "auto"):
-        """`precision` and `device` as in codec.hardware.resolve (auto: bf16 only where native)."""
+                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW, device: str = "auto",
+                 name: str = "transformer"):
+        """`precision` and `device` as in codec.hardware.resolve (auto: bf16 only where native).
+        A temporal model (its config says so) also reads the stream's previous frame."""
+        self.name = name
         if steps < 1:
             raise RecoveryError(f"decoding steps must be >= 1, got {steps}")
         if decision not in DECISIONS:
@@ -132,7 +142,8 @@ class TransformerRecovery:
         kwargs.setdefault("window", int(info.get("crop", DEFAULT_WINDOW)))
         return cls(model, checksum=digest, **kwargs)
 
-    def _logits(self, idx: torch.Tensor, missing: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits(self, idx: torch.Tensor, missing: torch.Tensor, level: int,
+                previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """idx, missing (h, w) -> logits (N, K) for the N missing positions and their flat grid
         positions (N,). With a window, each position is predicted in the window where it lies
         most centrally; all windows have one shape and go through the model as one batch."""
@@ -158,8 +169,9 @@ class TransformerRecovery:
         at = tiles_miss & (cut(owner) == torch.arange(len(origins))[:, None, None])
         positions = cut(torch.arange(h * w).view(h, w))[at]
         dev = self.device
+        prev = cut(previous).to(dev) if previous is not None else None
         with torch.no_grad(), self.compute.autocast():
-            logits = self.net(tiles_idx.to(dev), tiles_miss.to(dev), level, at=at.to(dev)).float().cpu()
+            logits = self.net(tiles_idx.to(dev), tiles_miss.to(dev), level, at=at.to(dev), previous=prev).float().cpu()
         return logits, positions
 
     def check_codebook(self, level: int, codebook: torch.Tensor) -> None:
@@ -193,8 +205,13 @@ class TransformerRecovery:
         # conditioned on it before any decision
         cells = torch.from_numpy(lossy.cells.indices).view(-1) if lossy.cells is not None else None
         of_code = torch.from_numpy(lossy.cells.of_code) if lossy.cells is not None else None
+        previous = None
+        prior = history.previous if history is not None else None
+        if (self.model.config.temporal and prior is not None and prior.shape == lossy.grid.shape
+                and prior.level == level):
+            previous = torch.from_numpy(prior.indices)
         for step in range(self.steps):
-            logits, still = self._logits(idx, miss, level)
+            logits, still = self._logits(idx, miss, level, previous)
             probs = torch.softmax(logits / (self.temperature or 1.0), dim=-1)
             known = cells[still] if cells is not None else None
             if known is not None:

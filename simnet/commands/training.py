@@ -188,10 +188,13 @@ def train_levels(tokenizer, out, sizes, refine, target_bits, refine_base, seed, 
 @click.option("--vector-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Weight of the mean-code-vector error beside the cross-entropy (code vectors only).")
 @weights_option
+@click.option("--video", is_flag=True,
+              help="Train the spatio-temporal model on token streams of the training clips (split by clip: "
+                   "akiyo, foreman and carphone are held out), each frame with the one before it.")
 @device_option()
 @precision_option()
 def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minutes, init, seed, threads,
-                   code_vectors, vector_weight, weights, device, precision):
+                   code_vectors, vector_weight, video, weights, device, precision):
     """Train the recovery transformer on token grids of the training split (never Kodak).
 
     \b
@@ -208,8 +211,18 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
         raise UserError(f"--width {width}: must be a multiple of 8 (the attention heads)")
     codec = load_codec(weights, precision, device)
     log = lambda s: out_console.print(s, highlight=False)
-    grids = training_grids(codec, log=log)
-    val = validation_grids(codec)
+    previous = None
+    if video:
+        from ..training.video_data import HELD_OUT_CLIPS, TRAINING_CLIPS, clip_streams, frame_pairs, level_pairs
+
+        base, cache = codec.base_level, Path("runs/cache")
+        grids, train_prev = level_pairs(codec, *frame_pairs(clip_streams(codec, TRAINING_CLIPS, base, cache, log=log), base))
+        val, val_prev = level_pairs(codec, *frame_pairs(clip_streams(codec, HELD_OUT_CLIPS, base, cache, count=60, log=log),
+                                                        base, every=3))
+        previous = (train_prev, val_prev)
+    else:
+        grids = training_grids(codec, log=log)
+        val = validation_grids(codec)
     if init is not None and not init.is_file():
         raise UserError(f"--init {init}: no such weights file")
     cfg = RecoveryTrainConfig(out=str(out), steps=steps, decay_start=decay_start, batch=batch, lr=lr,
@@ -218,9 +231,12 @@ def train_recovery(out, steps, decay_start, batch, lr, layers, width, max_minute
                               precision=precision, model=TransformerConfig(
                                   n_layer=layers, n_embd=width,
                                   code_dim=codec.codebook(codec.level_sizes[-1]).shape[1] if code_vectors else 0,
-                                  local_features=code_vectors))
-    train(cfg, grids, val, log=log, extra_info={"codec_checksum": codec.checksum},
-          codebooks={k: codec.codebook(k) for k in codec.level_sizes})
+                                  local_features=code_vectors, temporal=video))
+    info = {"codec_checksum": codec.checksum}
+    if video:
+        info.update(training_clips=list(TRAINING_CLIPS), held_out_clips=list(HELD_OUT_CLIPS))
+    train(cfg, grids, val, log=log, extra_info=info,
+          codebooks={k: codec.codebook(k) for k in codec.level_sizes}, previous=previous)
 
 
 @train.command("conceal")

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from codec.images import builtin_images, list_images, load_rgb
+from codec.video import BUILTIN_CLIPS, VideoError, builtin_clip, clip_info, read_frames
 
 from .scenario import Scenario, ScenarioError
 
@@ -40,20 +41,33 @@ def frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
     return image_frames(folder, src.size, src.count)
 
 
+def clip_path(scenario: Scenario) -> Path:
+    """The scenario's clip: a file or folder relative to it, or a clip shipped in a dependency."""
+    video = scenario.source.video
+    if video in BUILTIN_CLIPS:
+        return builtin_clip(video)
+    return scenario.resolve(video)
+
+
 def _video_frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
+    """The clip's frames as they are decoded (PyAV), at most `count`, taken at the scenario's
+    frame rate where it is below the clip's (every other frame of a 30 fps clip sent at 15)."""
     src = scenario.source
     try:
-        import imageio.v3 as iio
-    except ImportError:
-        raise ScenarioError(f"{scenario.path}: source.video: reading video needs "
-                            f"`pip install imageio[ffmpeg]`") from None
-    i = -1
-    for i, frame in enumerate(iio.imiter(scenario.resolve(src.video))):
-        if i >= src.count:
-            return
-        yield f"frame{i:05d}", fit_frame(np.asarray(frame)[..., :3], src.size)
-    if i < 0:
-        raise ScenarioError(f"{scenario.path}: source.video: no frames")
+        path = clip_path(scenario)
+        clip_fps = clip_info(path)["fps"]
+        step = clip_fps / src.fps if clip_fps and src.fps < clip_fps else 1.0
+        sent, due = 0, 0.0
+        for i, rgb in enumerate(read_frames(path)):
+            if sent >= src.count:
+                return
+            if i + 1e-9 < due:
+                continue
+            due += step
+            yield f"frame{sent:05d}", fit_frame(rgb, src.size)
+            sent += 1
+    except VideoError as e:
+        raise ScenarioError(f"{scenario.path}: source.video: {e}") from None
 
 
 def image_frames(folder: Path | None, size: tuple[int, int] | None, count: int) -> Iterator[tuple[str, np.ndarray]]:

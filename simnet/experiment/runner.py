@@ -93,7 +93,9 @@ def stream_sender(setup: Setup, scenario: Scenario) -> StreamSender:
     vq = VQStreamCodec(setup.codec, level=setup.level, mtu=cfg.mtu, max_tokens=cfg.max_tokens,
                        interleave=cfg.interleave, seed=cfg.seed, header=cfg.header,
                        framing=SHIM_BYTES if compact else 0, chroma=codec_cfg.chroma,
-                       chroma_step=codec_cfg.chroma_step, luma=codec_cfg.luma, colour_copies=cfg.colour_copies)
+                       chroma_step=codec_cfg.chroma_step, luma=codec_cfg.luma, colour_copies=cfg.colour_copies,
+                       refresh=codec_cfg.temporal.refresh_policy() if codec_cfg.temporal else None,
+                       threshold=codec_cfg.temporal.threshold if codec_cfg.temporal else 0.8)
     layers = [CoarseLayer(cfg.coarse, cfg.coarse_max_tokens)] if cfg.coarse else []
     return StreamSender(vq, layers, Framing(shim=compact))
 
@@ -134,8 +136,9 @@ def encode_frames(sender: StreamSender, frames, timings: RunTimings, pictures: P
     out = []
     vq = sender.codec
     by_image: dict[int, tuple] = {}  # the frames' arrays are shared where the source repeats an image
+    temporal = getattr(vq, "temporal", None) is not None  # every frame coded against the one before
     for i, (name, rgb) in enumerate(frames):
-        key = id(rgb)
+        key = i if temporal else id(rgb)
         t0 = time.perf_counter()
         if key not in by_image:
             frame = sender.encode(i, rgb)
@@ -144,7 +147,7 @@ def encode_frames(sender: StreamSender, frames, timings: RunTimings, pictures: P
             lossless = vq.lossless(frame)
             timings.decode_s += time.perf_counter() - t0
             pictures.keep(name, lossless)
-            by_image[key] = (frame.extra["grid"], quality(rgb, lossless, metrics or None))
+            by_image[key] = (frame.extra["grid"], quality(rgb, lossless, metrics or None, ssim=temporal))
             t0 = time.perf_counter()
         else:
             frame = sender.encode(i, rgb, grid=by_image[key][0])
@@ -174,6 +177,14 @@ def coarse_fields(f: EncodedFrame, level: int, lossy: LossyTokenGrid | None = No
         lost = lossy.missing
         fields["cells_known"] = float(lossy.cells.known[lost].mean()) if lost.any() else None
     return fields
+
+
+def temporal_fields(f: EncodedFrame, scenario: Scenario) -> dict:
+    """A temporal stream's per-frame fields: its type, bits and share of tokens updated."""
+    if scenario.codec.temporal is None:
+        return {}
+    return {"frame_type": f.sent.frame_type, "changed_share": f.sent.extra.get("changed_share"),
+            "bits_payload": f.payload_bytes * 8, "bits_wire": sum(len(p) for p in f.packets) * 8, "frame": int(f.sent.index)}
 
 
 def latency_percentiles(values: list[float]) -> tuple[float | None, float | None]:
@@ -210,7 +221,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
                     "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                     **f.lossless_quality, "latency_ms_p50": None, "latency_ms_p95": None,
                     "packets": len(f.packets), **colour_fields(f, f.chroma is not None),
-                    **coarse_fields(f, scenario.packets.coarse)})
+                    **coarse_fields(f, scenario.packets.coarse), **temporal_fields(f, scenario)})
     runs = []
     points = [(rate, s) for rate in rates for s in range(seeds)] if points is None else points
     total, done = len(points), 0
@@ -245,6 +256,7 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, 
     command-line metrics of a decode run as processes while the next frames decode; the records
     are written, in the same order, once the point's frames are done."""
     vq = receiver.codec
+    temporal = vq.temporal is not None
     rows = []  # (record without its scores, PSNR/MS-SSIM, pending further metrics)
     for i, ((f, rgb, lossless), fo) in enumerate(zip(encoded, outcome.frames)):
         receiver.expect(i, vq.signal(f.sent))
@@ -262,20 +274,27 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, 
                   "late_share": fo.late / fo.lost if fo.lost else 0.0, "frame": i,
                   **colour_fields(f, chroma is not None), **coarse_fields(f, coarse, lossy)}
         lost = lossy.missing
+        if temporal:
+            common.update(frame_type=f.sent.frame_type, changed_share=f.sent.extra.get("changed_share"),
+                          bits_payload=f.payload_bytes * 8, bits_wire=sum(len(p) for p in f.packets) * 8,
+                          tokens_lost=int(lost.sum()), shown=True)
         if image_dir is not None and i < EXAMPLE_FRAMES:
             save_rgb(lost_token_overlay(lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)
         # one decode per distinct grid: methods that fill alike (none and neighbour on a frame
         # that lost every token), or a fill that restores the sent grid, share it
         decodes = {f.grid.indices.tobytes(): (lossless, f.lossless_quality, None)}
         for name, method in setup.recoveries.items():
-            if not lost.any():
+            history = receiver.history(name)
+            stale = vq.stale(arrival, history)
+            guessed = lost if stale is None else lost | stale
+            if not guessed.any() and arrival.changed is None:
                 decoded, q, pending, acc = lossless, f.lossless_quality, None, None
                 filled = f.grid.indices
             else:
                 t0 = time.perf_counter()
-                filled = receiver.recover(arrival, method)
+                filled = vq.recover(arrival, method, history)
                 timings.recover_s += time.perf_counter() - t0
-                concealed = method.conceal
+                concealed = method.conceal and lost.any()
                 # a frame that lost every copy of its colour decodes without it
                 key = (filled.tobytes() + (lost.tobytes() if concealed else b"")
                        + (b"" if chroma is not None or f.chroma is None else b"no colour"))
@@ -284,15 +303,17 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, 
                     decoded = vq.render(arrival, filled, concealed)
                     timings.decode_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    decodes[key] = (decoded, quality(rgb, decoded),
+                    decodes[key] = (decoded, quality(rgb, decoded, ssim=temporal),
                                     setup.metrics.start(rgb, decoded) if setup.metrics else None)
                     timings.metrics_s += time.perf_counter() - t0
                 decoded, q, pending = decodes[key]
-                acc = float((filled[lost] == f.grid.indices[lost]).mean())
-            receiver.shown(name, TokenGrid(filled, f.grid.level, f.grid.image_size), decoded)
+                acc = float((filled[guessed] == f.grid.indices[guessed]).mean()) if guessed.any() else None
+            receiver.shown(name, TokenGrid(filled, f.grid.level, f.grid.image_size), decoded,
+                           guessed if guessed.any() else None)
             split = lost_split(rgb, decoded, lost, vq.image_codec.factor) if lost.any() else {}
+            extra = {"tokens_stale": int(stale.sum()) if stale is not None else 0} if temporal else {}
             rows.append(({**common, "method": name, "token_accuracy": acc,
-                          "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **split}, q, pending))
+                          "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **extra, **split}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
                 save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png", FAST_PNG)
     t0 = time.perf_counter()

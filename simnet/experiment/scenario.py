@@ -22,8 +22,11 @@ class ScenarioError(ValueError):
 
 class SourceConfig(Strict):
     images: str = "builtin"  # "builtin" (scikit-image samples) or a folder, relative to the scenario
-    video: str | None = None  # a video file (needs imageio with ffmpeg); replaces `images`
-    count: int = Field(8, ge=1, le=1_000_000)
+    # a clip (mp4, webm, mkv, y4m, ... through PyAV, or a folder of numbered frames), relative to
+    # the scenario, or a clip that ships inside a dependency: builtin, carphone, bikes; replaces `images`
+    video: str | None = None
+    # frames sent (`frames:` says the same for a clip); a clip shorter than this ends the stream
+    count: int = Field(8, ge=1, le=1_000_000, validation_alias=AliasChoices("count", "frames"))
     size: tuple[int, int] | None = (256, 384)  # (height, width) every frame is cropped/resized to
     fps: float = Field(10.0, gt=0, le=1000)
 
@@ -52,11 +55,30 @@ class CodecConfig(Strict):
     chroma: Literal[0, 16, 32, 64, 128] = 0
     chroma_step: int = Field(2, ge=1, le=15)
     luma: bool = False  # with chroma: the blocks' luma too (costs about half as much again)
+    # a temporal token stream (codec/temporal.py): P-frames send only the tokens that changed;
+    # absent: every frame intra, as a stream of stills
+    temporal: "TemporalConfig | None" = None
 
     @model_validator(mode="after")
     def _luma_needs_chroma(self):
         check_luma(self.chroma, self.luma)
         return self
+
+
+class TemporalConfig(Strict):
+    # how long a loss can last: periodic I-frames, or a rolling intra band of columns, each
+    # position sent at least once every `period` frames; none: only the first frame is intra
+    refresh: Literal["periodic", "rolling", "none"] = "periodic"
+    period: int = Field(30, ge=1, le=100_000)
+    # the rate knob: a token is updated only where the new code lowers its latent distortion by
+    # more than this share of the frame's mean distortion under the previous tokens (0: wherever
+    # the code differs)
+    threshold: float = Field(0.8, ge=0, le=100)
+
+    def refresh_policy(self):
+        from codec.temporal import Refresh
+
+        return Refresh(self.refresh, self.period)
 
 
 class PacketsConfig(Strict):
@@ -74,7 +96,7 @@ class PacketsConfig(Strict):
     # their own, protection that lets the receiver choose a lost token among its cell's codes; 0 = off
     coarse: Literal[0, 16, 64, 256] = 0
     # cells per coarse packet; default twice max_tokens (codec.packets.coarse_max_tokens)
-    coarse_tokens: int | None = Field(None, ge=1, le=16383)
+    coarse_tokens: int | None = Field(None, ge=1, le=8191)
 
     @property
     def coarse_max_tokens(self) -> int | None:
@@ -215,6 +237,9 @@ class ComparisonConfig(Strict):
         return v
 
 
+CodecConfig.model_rebuild()
+
+
 class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -242,6 +267,12 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _sweep_needs_a_rate_model(self):
+        if self.codec.temporal is not None and self.packets.coarse:
+            raise ValueError("packets.coarse: the coarse layer sends every token's cell each frame; a temporal "
+                             "stream (codec.temporal) sends only what changed")
+        if self.codec.temporal is not None and self.comparison is not None:
+            raise ValueError("codec.temporal: a comparison at equal bandwidth codes stills; run the temporal "
+                             "stream as a scenario of its own")
         if self.comparison is not None and self.packets.coarse:
             raise ValueError("packets.coarse: in a comparison, each method says its own `coarse:`")
         if self.comparison is not None:
@@ -342,9 +373,11 @@ def _check_files(path: Path, scenario: Scenario, lines: dict[tuple, int]) -> Non
     def where(*key):
         return f"{path}:{lines[key]}" if key in lines else str(path)
 
-    for label, rel in (("channel.loss.file", scenario.channel.loss.file),
-                       ("source.video", scenario.source.video)):
-        if rel and not scenario.resolve(rel).is_file():
+    from codec.video import BUILTIN_CLIPS
+
+    video = scenario.source.video if scenario.source.video not in BUILTIN_CLIPS else None
+    for label, rel in (("channel.loss.file", scenario.channel.loss.file), ("source.video", video)):
+        if rel and not (scenario.resolve(rel).is_file() or (label == "source.video" and scenario.resolve(rel).is_dir())):
             raise ScenarioError(f"{where(*label.split('.'))}: {label}: file not found: {scenario.resolve(rel)}")
     if scenario.source.images != "builtin" and not scenario.source.video:
         folder = scenario.resolve(scenario.source.images)

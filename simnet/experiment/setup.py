@@ -9,7 +9,7 @@ from pathlib import Path
 
 from codec.image_codec import ImageCodec
 from codec.zoo import available_levels, load_codec
-from recovery import Recovery, RecoveryError, conceals, get_method
+from recovery import parse_method, Recovery, RecoveryError, conceals, get_method
 
 from ..errors import UserError
 from .metrics import MetricSet
@@ -65,6 +65,10 @@ def prepare(weights: Path | None, precision: str, level: int, methods: list[str]
 
 
 TRANSFORMER_FILE = "transformer.safetensors"
+# each model-backed recovery's weights file, found beside a codec's own weights, and the variable
+# that names one instead
+MODEL_FILES = {"transformer": (TRANSFORMER_FILE, "SIMNET_TRANSFORMER_WEIGHTS"),
+               "temporal": ("transformer-video.safetensors", "SIMNET_TEMPORAL_WEIGHTS")}
 
 
 def recovery_for(spec: str, codec: ImageCodec) -> Recovery:
@@ -72,10 +76,12 @@ def recovery_for(spec: str, codec: ImageCodec) -> Recovery:
     this codec's token grids that sits beside its weights (TRANSFORMER_FILE) is the transformer's,
     unless SIMNET_TRANSFORMER_WEIGHTS names one; otherwise the shipped transformer, which refuses
     another codec's codebooks in one line."""
-    from recovery.transformer_recovery import WEIGHTS_ENV
-
-    beside = codec.weights_folder / TRANSFORMER_FILE if codec.weights_folder else None
-    own = {"weights": beside} if beside and beside.is_file() and not os.environ.get(WEIGHTS_ENV) else {}
+    name = parse_method(spec)[0]
+    own = {}
+    if name in MODEL_FILES and codec.weights_folder:
+        file, env = MODEL_FILES[name]
+        beside = codec.weights_folder / file
+        own = {"weights": beside} if beside.is_file() and not os.environ.get(env) else {}
     return get_method(spec, precision=codec.precision, device=codec.device, **own)
 
 

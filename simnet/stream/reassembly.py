@@ -13,6 +13,7 @@ from codec.bitstream import grid_shape_for
 from codec.colour import ColourPlane
 from codec.entropy import EntropyError, decode_symbols
 from codec.packets import Packet, PacketError, interleave_order, parse_packet
+from codec.temporal import decode_update
 from codec.tokens import LossyTokenGrid, TokenGrid
 
 
@@ -23,8 +24,10 @@ class FrameAssembly:
     interleave: str
     seed: int
     count: int
-    # packet index -> (first position in the interleaved order, decoded symbols)
-    received: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
+    reference: int | None = None  # a P-frame's: the frame it updates
+    # packet index -> (first position in the interleaved order, decoded symbols, a P-frame's
+    # skip flags: its symbols are the new indices at the flagged positions, 0 elsewhere)
+    received: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     chroma: ColourPlane | None = None  # the colour side channel, from the first copy that arrived
 
 
@@ -60,7 +63,13 @@ class Depacketizer:
     def add_packet(self, packet: Packet) -> str:
         """`add` for a packet already parsed (a receiver that looked at its header first)."""
         try:
-            symbols = decode_symbols(packet.payload, packet.tokens, self.prior(packet.level))
+            flags = None
+            if packet.update:
+                flags, new = decode_update(packet.payload, packet.tokens, packet.change, self.prior(packet.level))
+                symbols = np.zeros(packet.tokens, dtype=np.int64)
+                symbols[flags] = new
+            else:
+                symbols = decode_symbols(packet.payload, packet.tokens, self.prior(packet.level))
             chroma = colour_section.from_bytes(packet.colour, packet.image_size) if packet.colour else None
         except (EntropyError, KeyError, ValueError):  # ColourError is a ValueError
             self.stats.corrupt += 1
@@ -69,15 +78,15 @@ class Depacketizer:
         frame = self.frames.get(key)
         if frame is None:
             frame = self.frames[key] = FrameAssembly(packet.level, packet.image_size,
-                                                     packet.interleave, packet.seed, packet.count)
-        elif (frame.level, frame.image_size, frame.interleave, frame.seed, frame.count) != (
-                packet.level, packet.image_size, packet.interleave, packet.seed, packet.count):
+                                                     packet.interleave, packet.seed, packet.count, packet.reference)
+        elif (frame.level, frame.image_size, frame.interleave, frame.seed, frame.count, frame.reference) != (
+                packet.level, packet.image_size, packet.interleave, packet.seed, packet.count, packet.reference):
             self.stats.inconsistent += 1
             return "inconsistent"
         if packet.index in frame.received:
             self.stats.duplicate += 1
             return "duplicate"
-        frame.received[packet.index] = (packet.start, symbols)
+        frame.received[packet.index] = (packet.start, symbols, flags)
         if frame.chroma is None:
             frame.chroma = chroma
         self.stats.accepted += 1
@@ -100,8 +109,17 @@ class Depacketizer:
             shape = grid_shape_for(*size)
             return LossyTokenGrid(TokenGrid(np.zeros(shape, dtype=np.int64), level, size),
                                   np.ones(shape, dtype=bool))
-        flat, missing = _placed(assembly)
+        flat, missing, _ = _placed(assembly)
         return LossyTokenGrid(TokenGrid(flat, assembly.level, assembly.image_size), missing)
+
+    def update(self, stream: int, frame: int) -> tuple[int, np.ndarray] | None:
+        """A P-frame's (reference frame, changed mask: False where unchanged or lost), or None
+        where the frame is intra or none of it arrived. Its grid (`assemble`) holds the new
+        indices where changed."""
+        assembly = self.frames.get((stream, frame, False))
+        if assembly is None or assembly.reference is None:
+            return None
+        return assembly.reference, _placed(assembly)[2]
 
     def cells(self, stream: int, frame: int) -> tuple[int, np.ndarray] | None:
         """The frame's coarse layer as (its level, (h, w) cells, -1 where lost), or None where no
@@ -109,7 +127,7 @@ class Depacketizer:
         assembly = self.frames.get((stream, frame, True))
         if assembly is None:
             return None
-        flat, missing = _placed(assembly)
+        flat, missing, _ = _placed(assembly)
         return assembly.level, np.where(missing, -1, flat)
 
     def cells_at(self, stream: int, frame: int, level: int, shape: tuple[int, int]) -> np.ndarray:
@@ -125,15 +143,19 @@ class Depacketizer:
             self.frames.pop((stream, frame, coarse), None)
 
 
-def _placed(assembly: FrameAssembly) -> tuple[np.ndarray, np.ndarray]:
-    """The received symbols of a layer at their grid positions, and the mask of those missing."""
+def _placed(assembly: FrameAssembly) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The received symbols of a layer at their grid positions, the mask of those missing, and
+    a P-frame's changed mask (all False for an intra frame)."""
     shape = grid_shape_for(*assembly.image_size)
     n = shape[0] * shape[1]
     order = interleave_order(n, assembly.interleave, assembly.seed)
     flat = np.zeros(n, dtype=np.int64)
     missing = np.ones(n, dtype=bool)
-    for start, symbols in assembly.received.values():
+    changed = np.zeros(n, dtype=bool)
+    for start, symbols, flags in assembly.received.values():
         positions = order[start: start + len(symbols)]
         flat[positions] = symbols
         missing[positions] = False
-    return flat.reshape(shape), missing.reshape(shape)
+        if flags is not None:
+            changed[positions] = flags
+    return flat.reshape(shape), missing.reshape(shape), changed.reshape(shape)

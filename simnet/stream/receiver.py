@@ -51,11 +51,13 @@ class StreamReceiver:
 
     def history(self, method: str) -> FrameHistory:
         past = self._history.get(method, ())
-        return FrameHistory(tuple(g for g, _ in past), tuple(p for _, p in past))
+        return FrameHistory(tuple(g for g, _, _ in past), tuple(p for _, p, _ in past), tuple(u for _, _, u in past))
 
-    def shown(self, method: str, grid: TokenGrid | None, picture: np.ndarray | None) -> None:
-        """Remember what `method` made of the frame just decoded, for the next one."""
-        self._history.setdefault(method, deque(maxlen=self.window)).append((grid, picture))
+    def shown(self, method: str, grid: TokenGrid | None, picture: np.ndarray | None,
+              unsure: np.ndarray | None = None) -> None:
+        """Remember what `method` made of the frame just decoded (and which of its tokens were
+        guesses), for the next one."""
+        self._history.setdefault(method, deque(maxlen=self.window)).append((grid, picture, unsure))
 
     def recover(self, arrival, method) -> np.ndarray:
         """The arrival's complete grid as `method` fills it, with its history."""
@@ -66,5 +68,13 @@ class StreamReceiver:
         without recovery takes no method)."""
         name = method.name if method is not None else ""
         decoded = self.codec.decode(arrival, method, self.history(name))
-        self.shown(name, decoded.tokens, decoded.rgb)
+        self.shown(name, decoded.tokens, decoded.rgb, unsure(decoded))
         return decoded
+
+
+def unsure(decoded: DecodedFrame) -> np.ndarray | None:
+    """The positions of a decoded frame that are guesses: lost now, or stale."""
+    masks = [m for m in (decoded.lost, decoded.stale) if m is not None and m.any()]
+    if not masks:
+        return None
+    return masks[0] | masks[1] if len(masks) == 2 else masks[0]

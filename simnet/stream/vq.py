@@ -12,8 +12,9 @@ import numpy as np
 from codec import colour
 from codec.colour import ColourPlane
 from codec.image_codec import ImageCodec
-from codec.packets import (COMPACT_OVERHEAD_BYTES, DEFAULT_MTU, OVERHEAD_BYTES, Packet, PacketError, Session,
-                           coarse_max_tokens, parse_compact)
+from codec.packets import (COMPACT_OVERHEAD_BYTES, COMPACT_UPDATE_BYTES, DEFAULT_MTU, OVERHEAD_BYTES, UPDATE_BYTES,
+                           Packet, PacketError, Session, coarse_max_tokens, packetize_update, parse_compact)
+from codec.temporal import Refresh, TemporalCoder
 from codec.tokens import CoarseCells, FrameHistory, LossyTokenGrid, TokenGrid
 
 from .codec import DecodedFrame, EncodedFrame, FrameStatus, register_codec
@@ -23,10 +24,14 @@ from .reassembly import Depacketizer
 @dataclass
 class TokenArrival:
     """What a VQ receiver holds of one frame: the tokens that arrived (with the coarse layer's
-    cells where the stream sends one) and its colour side channel, if a copy arrived."""
+    cells where the stream sends one) and its colour side channel, if a copy arrived. A P-frame's
+    arrival also has `changed`: its grid holds new indices only there, the previous frame's
+    tokens stand at the other positions that arrived."""
     index: int
     lossy: LossyTokenGrid
     chroma: ColourPlane | None
+    changed: np.ndarray | None = None  # a P-frame's changed positions (False where lost)
+    reference: int | None = None  # the frame a P-frame updates
 
     @property
     def lost(self) -> np.ndarray:
@@ -43,7 +48,11 @@ class VQStreamCodec:
                  max_tokens: int | None = None, interleave: str = "random", seed: int = 1,
                  header: str = "full", framing: int = 0, chroma: int = 0, chroma_step: int = 2,
                  luma: bool = False, colour_copies: int = 2, stream: int = 0,
-                 grids: dict[tuple[int, int], TokenGrid] | None = None):
+                 grids: dict[tuple[int, int], TokenGrid] | None = None,
+                 refresh: Refresh | None = None, threshold: float = 0.8):
+        """`refresh` (codec.temporal): a temporal stream, P-frames sending only the tokens that
+        changed by more than `threshold` (the rate knob), refreshed as it says; None: every frame
+        intra, as a stream of stills."""
         self.name, self.image_codec, self.level = name, image_codec, level
         self.mtu, self.max_tokens, self.interleave, self.seed = int(mtu), max_tokens, interleave, seed
         self.compact = header == "compact"
@@ -56,6 +65,7 @@ class VQStreamCodec:
         self._shared = grids is not None
         self._grids: dict[tuple[int, int], TokenGrid] = grids if grids is not None else {}
         self._planes: dict[int, ColourPlane] = {}
+        self.temporal = TemporalCoder(image_codec, level, threshold, refresh) if refresh is not None else None
 
     # the sender's side
 
@@ -95,6 +105,8 @@ class VQStreamCodec:
                grid: TokenGrid | None = None, plane: ColourPlane | None = None) -> EncodedFrame:
         """The frame at level `choice` (None: the stream's level); `grid` and `plane`: its tokens
         and colour side channel, already coded; `rgb` None: no side channel (a budget's reference)."""
+        if self.temporal is not None and grid is None:
+            return self.encode_temporal(index, rgb, plane)
         level = choice or (grid.level if grid is not None else self.level)
         grid = grid if grid is not None else self.tokens(index, rgb, level)
         plane = plane if plane is not None else self.colour_plane(index, rgb)
@@ -104,8 +116,35 @@ class VQStreamCodec:
                             payload_bytes=sum(len(p.payload) for p in packets) + colour_bytes,
                             extra={"grid": grid, "chroma": plane, "colour_bytes": colour_bytes, "coarse_bytes": 0})
 
+    def encode_temporal(self, index: int, rgb: np.ndarray, plane: ColourPlane | None = None) -> EncodedFrame:
+        """Frame `index` of a temporal stream (frames in order): an I-frame where the refresh says
+        so, else a P-frame of the tokens that changed. Every frame carries its colour section."""
+        indices, changed = self.temporal.code(index, rgb)
+        grid = TokenGrid(indices, self.level, rgb.shape[:2])
+        plane = plane if plane is not None else self.colour_plane(index, rgb)
+        if changed is None:
+            frame = self.encode(index, rgb, grid=grid, plane=plane)
+            frame.extra["changed_share"] = 1.0
+            return frame
+        section = colour.to_bytes(plane) if plane is not None else b""
+        head = (COMPACT_UPDATE_BYTES if self.compact else UPDATE_BYTES)
+        packets = packetize_update(
+            grid, changed, (index - 1) % 2**32, self.image_codec.prior(self.level), stream=self.stream,
+            frame=index % 2**32, mtu=self.mtu, max_tokens=self.max_tokens, interleave=self.interleave,
+            seed=self.frame_seed(index),
+            overhead=self.unit_header + head + self.framing, colour=section, colour_copies=self.colour_copies)
+        colour_bytes = sum(len(p.colour) for p in packets)
+        return EncodedFrame(index, [self.unit(p) for p in packets], self.unit_header + head, f"K={self.level}",
+                            frame_type="P", references=(index - 1,), level=self.level,
+                            payload_bytes=sum(len(p.payload) for p in packets) + colour_bytes,
+                            extra={"grid": grid, "chroma": plane, "colour_bytes": colour_bytes, "coarse_bytes": 0,
+                                   "changed": changed, "changed_share": float(changed.mean())})
+
     def fit(self, index: int, rgb: np.ndarray, budget: int, cost: Callable[[EncodedFrame], int]) -> EncodedFrame:
-        """The largest level up to the stream's whose `cost` fits `budget`, else the smallest."""
+        """The largest level up to the stream's whose `cost` fits `budget`, else the smallest. A
+        temporal stream keeps its level (a P-frame updates tokens of that level): it is coded as it is."""
+        if self.temporal is not None:
+            return self.encode(index, rgb)
         frame = None
         for level in sorted((k for k in self.image_codec.level_sizes if k <= self.level), reverse=True):
             frame = self.encode(index, rgb, level)
@@ -129,26 +168,52 @@ class VQStreamCodec:
     def reassembly(self) -> "TokenReassembly":
         return TokenReassembly(self)
 
+    def present(self, arrival: TokenArrival, history: FrameHistory | None = None) -> LossyTokenGrid:
+        """The frame's tokens as this receiver knows them before recovery: a P-frame's unchanged
+        positions take the previous frame's tokens from `history` (missing where it has none)."""
+        lossy = arrival.lossy
+        if arrival.changed is None:
+            return lossy
+        previous = history.previous if history is not None else None
+        if previous is None or previous.shape != lossy.grid.shape or previous.level != lossy.grid.level:
+            return LossyTokenGrid(lossy.grid, lossy.missing | ~arrival.changed, lossy.cells)
+        indices = np.where(arrival.changed, lossy.grid.indices, previous.indices)
+        return LossyTokenGrid(TokenGrid(indices, lossy.grid.level, lossy.grid.image_size), lossy.missing, lossy.cells)
+
+    def stale(self, arrival: TokenArrival, history: FrameHistory | None = None) -> np.ndarray | None:
+        """A P-frame's positions that arrived unchanged over a token the previous frame guessed."""
+        if arrival.changed is None or history is None or history.previous_unsure is None:
+            return None
+        unsure = history.previous_unsure
+        if unsure.shape != arrival.changed.shape:
+            return None
+        return unsure & ~arrival.changed & ~arrival.lossy.missing
+
     def recover(self, arrival: TokenArrival, method, history: FrameHistory | None = None) -> np.ndarray:
         """The frame's complete grid: the lost tokens filled by the recovery `method`."""
-        lossy = arrival.lossy
+        lossy = self.present(arrival, history)
         if not lossy.missing.any():
             return lossy.grid.indices
         return method.recover(lossy, self.image_codec.codebook(lossy.grid.level), history=history)
 
-    def render(self, arrival: TokenArrival, filled: np.ndarray, conceal: bool = False) -> np.ndarray:
-        """The picture of a filled grid; `conceal`: the concealing decoder, told what was lost."""
+    def render(self, arrival: TokenArrival, filled: np.ndarray, conceal: bool = False,
+               lost: np.ndarray | None = None) -> np.ndarray:
+        """The picture of a filled grid; `conceal`: the concealing decoder, told what was lost
+        (`lost`, default the arrival's missing tokens)."""
         grid = arrival.lossy.grid
-        lost = arrival.lossy.missing if conceal and arrival.lossy.missing.any() else None
+        lost = arrival.lossy.missing if lost is None else lost
+        lost = lost if conceal and lost.any() else None
         return self.image_codec.decode(TokenGrid(filled, grid.level, grid.image_size), lost, arrival.chroma)
 
     def decode(self, arrival: TokenArrival, method, history: FrameHistory | None = None) -> DecodedFrame:
         filled = self.recover(arrival, method, history)
-        rgb = self.render(arrival, filled, method.conceal)
-        lossy = arrival.lossy
-        status = FrameStatus.CONCEALED if lossy.missing.any() else FrameStatus.DECODED
+        lossy = self.present(arrival, history)
+        stale = self.stale(arrival, history)
+        rgb = self.render(arrival, filled, method.conceal, lossy.missing)
+        guessed = lossy.missing.any() or (stale is not None and stale.any())
+        status = FrameStatus.CONCEALED if guessed else FrameStatus.DECODED
         return DecodedFrame(arrival.index, rgb, status, lossy.missing, lossy.loss_rate,
-                            TokenGrid(filled, lossy.grid.level, lossy.grid.image_size))
+                            TokenGrid(filled, lossy.grid.level, lossy.grid.image_size), stale)
 
 
 class TokenReassembly:
@@ -204,7 +269,10 @@ class TokenReassembly:
         else:  # self-describing packets: the layer says its level
             lossy = self._from_packets(frame)
         chroma = self.depack.chroma(stream, frame)
+        update = self.depack.update(stream, frame)
         self.depack.forget(stream, frame)
+        if update is not None:
+            return TokenArrival(frame, lossy, chroma, update[1], update[0])
         return TokenArrival(frame, lossy, chroma)
 
     def _from_packets(self, frame: int) -> LossyTokenGrid:

@@ -37,11 +37,15 @@ class RecoveryTrainConfig(RunConfig):
 
 
 class GridSampler:
-    """Random crops of token grids at random levels, with random masks."""
+    """Random crops of token grids at random levels, with random masks; with `previous` (each
+    grid's previous frame in a stream, aligned with `grids`), the same crop of that frame too."""
 
-    def __init__(self, grids: dict[int, list[np.ndarray]], crop: int, seed: int):
+    def __init__(self, grids: dict[int, list[np.ndarray]], crop: int, seed: int,
+                 previous: dict[int, list[np.ndarray]] | None = None):
         self.levels = sorted(grids)
-        self.grids = {k: [g for g in v if min(g.shape) >= crop] for k, v in grids.items()}
+        keep = {k: [i for i, g in enumerate(v) if min(g.shape) >= crop] for k, v in grids.items()}
+        self.grids = {k: [v[i] for i in keep[k]] for k, v in grids.items()}
+        self.previous = None if previous is None else {k: [previous[k][i] for i in keep[k]] for k in grids}
         if not all(self.grids.values()):
             raise ValueError(f"every level needs grids of at least {crop}x{crop} tokens")
         self.crop = crop
@@ -57,13 +61,18 @@ class GridSampler:
         c = self.crop
         tokens = np.empty((n, c, c), dtype=np.int64)
         masks = np.empty((n, c, c), dtype=bool)
+        previous = np.empty((n, c, c), dtype=np.int64) if self.previous is not None else None
         for i in range(n):
-            g = pool[self.rng.integers(len(pool))]
+            j = self.rng.integers(len(pool))
+            g = pool[j]
             y = self.rng.integers(0, g.shape[0] - c + 1)
             x = self.rng.integers(0, g.shape[1] - c + 1)
             tokens[i] = g[y:y + c, x:x + c]
             masks[i] = draw_mask(self.rng, c, c)
-        return level, torch.from_numpy(tokens), torch.from_numpy(masks)
+            if previous is not None:
+                previous[i] = self.previous[level][j][y:y + c, x:x + c]
+        return (level, torch.from_numpy(tokens), torch.from_numpy(masks),
+                None if previous is None else torch.from_numpy(previous))
 
     def offset(self, max_side: int) -> tuple[int, int]:
         """A random place for the crop in the position tables."""
@@ -106,9 +115,10 @@ def validation_masks(grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
 
 @torch.no_grad()
 def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], ratio: float = 0.2,
-             seed: int = 1234, compute: Compute | None = None) -> dict:
+             seed: int = 1234, compute: Compute | None = None,
+             previous: dict[int, list[np.ndarray]] | None = None) -> dict:
     """Top-1 accuracy on lost tokens, whole validation grids, `ratio` of tokens lost at random
-    (one-shot prediction)."""
+    (one-shot prediction); with `previous`, each grid's previous frame is the model's too."""
     compute = compute or resolve("cpu")
     model.eval()
     masks = validation_masks(grids, ratio, seed)
@@ -116,11 +126,12 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
     for level, pool in sorted(grids.items()):
         hits = total = 0
         nll = sq = 0.0
-        for g, m in zip(pool, masks[level]):
+        for n, (g, m) in enumerate(zip(pool, masks[level])):
             mask = torch.from_numpy(m)[None].to(compute.device)
             idx = torch.from_numpy(g)[None].to(compute.device)
+            prev = None if previous is None else torch.from_numpy(previous[level][n])[None].to(compute.device)
             with compute.autocast():
-                logits = model(idx, mask, level, at=mask).float()
+                logits = model(idx, mask, level, at=mask, previous=prev).float()
             hits += int((logits.argmax(-1) == idx[mask]).sum())
             nll += float(F.cross_entropy(logits, idx[mask], reduction="sum"))
             if model.config.code_dim:
@@ -135,7 +146,8 @@ def validate(model: MaskedTokenTransformer, grids: dict[int, list[np.ndarray]], 
 
 
 def neighbour_reference(grids: dict[int, list[np.ndarray]], codebooks: dict[int, torch.Tensor],
-                        ratio: float = 0.2, seed: int = 1234) -> dict:
+                        ratio: float = 0.2, seed: int = 1234,
+                        previous: dict[int, list[np.ndarray]] | None = None) -> dict:
     """What `neighbour` scores on validate()'s masks: top-1 accuracy and the squared distance of
     its code to the true one in the transformer's normalised code space. A run logs it once, so
     its curve can be read against the baseline it has to beat."""
@@ -150,15 +162,18 @@ def neighbour_reference(grids: dict[int, list[np.ndarray]], codebooks: dict[int,
         codes = MaskedTokenTransformer.normalise_codebook(codebook)
         hits = total = 0
         sq = 0.0
-        for g, mask in zip(pool, masks[level]):
+        for n, (g, mask) in enumerate(zip(pool, masks[level])):
             # the image size is nominal: recoveries read only the grid and the mask
             lossy = LossyTokenGrid(TokenGrid(g, level, (16 * g.shape[0], 16 * g.shape[1])), mask)
-            filled = NeighbourRecovery().recover(lossy, codebook)
+            # with a stream's previous frames, the reference is `previous` (the co-located token)
+            filled = (NeighbourRecovery().recover(lossy, codebook) if previous is None
+                      else np.where(mask, previous[level][n], g))
             hits += int((filled[mask] == g[mask]).sum())
             sq += float((codes[torch.from_numpy(filled[mask])] - codes[torch.from_numpy(g[mask])]).pow(2).sum())
             total += int(mask.sum())
-        out[f"ref_neighbour_acc_{level}"] = hits / total
-        out[f"ref_neighbour_mean_code_sqerr_{level}"] = sq / total
+        name = "neighbour" if previous is None else "previous"
+        out[f"ref_{name}_acc_{level}"] = hits / total
+        out[f"ref_{name}_mean_code_sqerr_{level}"] = sq / total
     return out
 
 
@@ -172,7 +187,8 @@ def _model(cfg: RecoveryTrainConfig, resumed: dict | None, levels: tuple[int, ..
 
         initial, _, _ = load_transformer(Path(cfg.init))
         # the initial model's shape, plus the local features if this run asks for them
-        cfg.model = replace(initial.config, local_features=initial.config.local_features or cfg.model.local_features)
+        cfg.model = replace(initial.config, local_features=initial.config.local_features or cfg.model.local_features,
+                            temporal=initial.config.temporal or cfg.model.temporal)
     cfg.model.levels = levels
     model = MaskedTokenTransformer(cfg.model)
     if resumed is None and cfg.init:
@@ -195,8 +211,10 @@ def _resume(state: dict, optimizer, sampler: GridSampler) -> tuple[int, float]:
 
 def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
           val_grids: dict[int, list[np.ndarray]], log=print, extra_info: dict | None = None,
-          codebooks: dict[int, torch.Tensor] | None = None) -> Path:
-    """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0."""
+          codebooks: dict[int, torch.Tensor] | None = None,
+          previous: tuple[dict, dict] | None = None) -> Path:
+    """`codebooks` {level: (K, D)} are needed when the model config has code_dim > 0.
+    `previous`: the previous frame of each training and each validation grid (a temporal model)."""
     run = cfg.start(log)
     state = run.resumed
     model = _model(cfg, state, tuple(sorted(grids)), log)
@@ -209,22 +227,24 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
         model.load_state_dict(state["model"])
     model.to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
-    sampler = GridSampler(grids, cfg.crop, cfg.seed)
+    train_prev, val_prev = previous if previous is not None else (None, None)
+    sampler = GridSampler(grids, cfg.crop, cfg.seed, train_prev)
     step, best = _resume(state, optimizer, sampler) if state is not None else (0, NO_BEST)
     if state is not None:
         log(f"resumed from {run.state_path} at step {step}")
     log(f"transformer: {count_parameters(model) / 1e6:.2f} M parameters, levels {list(cfg.model.levels)}, "
         f"{sum(len(v) for v in sampler.grids.values())} training grids")
     if codebooks is not None:
-        run.record({"step": step, **neighbour_reference(val_grids, codebooks)}, flush=False)
+        run.record({"step": step, **neighbour_reference(val_grids, codebooks, previous=val_prev)}, flush=False)
     model.train()
 
     def train_step(lr: float) -> dict[str, float]:
-        level, tokens, masks = sampler.batch(cfg.batch)
+        level, tokens, masks, prev = sampler.batch(cfg.batch)
         tokens, masks = tokens.to(dev), masks.to(dev)
+        prev = prev.to(dev) if prev is not None else None
         offset = sampler.offset(cfg.model.max_side)
         with compute.autocast():
-            lost_logits = model(tokens, masks, level, offset, at=masks).float()
+            lost_logits = model(tokens, masks, level, offset, at=masks, previous=prev).float()
         targets = tokens[masks]
         loss = F.cross_entropy(lost_logits, targets)
         if cfg.model.code_dim and cfg.vector_weight:
@@ -242,7 +262,8 @@ def train(cfg: RecoveryTrainConfig, grids: dict[int, list[np.ndarray]],
                 "torch_rng": torch.get_rng_state(), "model_config": cfg.model.to_dict()}
 
     return run.loop(optimizer, cfg.schedule, step, best, train_step,
-                    validate=lambda: validate(model, val_grids, compute=compute), score=validation_score,
+                    validate=lambda: validate(model, val_grids, compute=compute, previous=val_prev),
+                    score=validation_score,
                     save_best=lambda rec: save_transformer(model, run.out / "best.safetensors",
                                                            {**(extra_info or {}), "crop": cfg.crop, **rec}),
                     snapshot=snapshot, val_every=cfg.val_every)
