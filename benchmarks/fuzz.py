@@ -1,6 +1,8 @@
 """Fuzzing at volume: the `.vqb` parser, the packet parser (full and compact forms, behind the
-transport shim), the depacketizer and the scenario loader (colour sections included), each driven with generated and mutated
-inputs. A failure is an input that raises anything but the parser's own error (the clear one-line
+transport shim; intra and P-frame packets), the depacketizer, the scenario loader (colour sections
+included) and the video source (clip files through PyAV), each driven with generated and mutated
+inputs. The test suite runs every target at a small volume (tests/test_fuzz.py), so the harness
+cannot rot. A failure is an input that raises anything but the parser's own error (the clear one-line
 errors a user sees); distinct failures are counted by exception type and the line that raised.
 
     python benchmarks/fuzz.py --inputs 100000            # every target, 100,000 inputs each
@@ -105,7 +107,7 @@ def run_target(name: str, check, expected: tuple[type, ...], items) -> dict:
 def codec_seeds(rng):
     from codec.bitstream import write_bitstream
     from codec.levels import load_levels
-    from codec.packets import packetize
+    from codec.packets import UPDATE_BYTES, packetize, packetize_update
     from codec.tokens import TokenGrid
     from codec.zoo import weights_dir
 
@@ -130,13 +132,42 @@ def codec_seeds(rng):
                                      seed=int(rng.integers(2**32)))
             packets += packetize(grid, prior, frame=int(rng.integers(100)), mtu=400,
                                  seed=int(rng.integers(2**32)), colour=colour.to_bytes(plane), colour_copies=2)
+            # P-frame packets: a share of the tokens changed against the frame before
+            frame = int(rng.integers(1, 100))
+            changed = rng.random((gh, gw)) < rng.choice([0.02, 0.3, 1.0])
+            packets += packetize_update(grid, changed, frame - 1, prior, frame=frame, mtu=120,
+                                        seed=int(rng.integers(2**32)), overhead=28 + UPDATE_BYTES,
+                                        max_tokens=int(rng.choice([8, 64])))
     return priors, files, packets
+
+
+def video_seeds(rng) -> list[bytes]:
+    """Small real clips (H.264 in mp4, VP9 in webm, raw y4m) made with PyAV, as bytes."""
+    import io
+
+    import av
+
+    out = []
+    for container, codec, pix in (("mp4", "libx264", "yuv420p"), ("webm", "libvpx-vp9", "yuv420p"),
+                                  ("yuv4mpegpipe", "rawvideo", "yuv420p")):
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format=container) as c:
+            s = c.add_stream(codec, rate=10)
+            s.width, s.height, s.pix_fmt = 32, 32, pix
+            for i in range(4):
+                picture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                for packet in s.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                    c.mux(packet)
+            for packet in s.encode():
+                c.mux(packet)
+        out.append(buffer.getvalue())
+    return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", type=int, default=100_000, help="inputs per target")
-    parser.add_argument("--targets", default="vqb,packet,compact,depacketizer,scenario")
+    parser.add_argument("--targets", default="vqb,vqv,packet,compact,depacketizer,scenario,video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -161,11 +192,19 @@ def main(argv=None) -> int:
     if "vqb" in targets:
         results.append(run_target("vqb (read_bitstream)", lambda d: read_bitstream(d, prior), (BitstreamError,),
                                   inputs(rng, files, args.inputs, crc=True)))
+    if "vqv" in targets:
+        from codec.clipfile import ClipFileError, ClipHeader, read_clip, write_clip
+
+        clips = [write_clip(ClipHeader(64, 48, 32, 25.0, bytes(4), n), [wire[i:i + 3] for i in range(0, 3 * n, 3)])
+                 for n in (1, 4, 9)]
+        results.append(run_target("vqv clip (read_clip)", read_clip, (ClipFileError,),
+                                  inputs(rng, clips, args.inputs)))
     if "packet" in targets:
         results.append(run_target("packet (parse_packet)", parse_packet, (PacketError,),
                                   inputs(rng, wire, args.inputs, crc=True)))
     if "compact" in targets:
-        shimmed = [protect([p.to_compact()], p.frame)[0][0] for p in packets]
+        shimmed = [protect([p.to_compact()], p.frame)[0][0] for p in packets
+                   if not p.update or p.reference == (p.frame - 1) % 2**32]
         sessions = {p.frame: Session(0, p.level, p.image_size, p.interleave, (p.seed - p.frame) % 2**32) for p in packets}
         depack = Depacketizer(prior)
 
@@ -187,8 +226,13 @@ def main(argv=None) -> int:
                 raise AssertionError(f"unknown status {status!r}")
             counter["n"] += 1
             if counter["n"] % 50 == 0:  # assemble what it holds, then start over (bounded memory)
-                for stream, frame in list(depack.frames):
-                    depack.assemble(stream, frame)
+                for stream, frame, coarse in list(depack.frames):
+                    if coarse:
+                        depack.cells(stream, frame)
+                    else:
+                        depack.assemble(stream, frame)
+                        depack.update(stream, frame)
+                        depack.chroma(stream, frame)
                 depack.frames.clear()
 
         results.append(run_target("depacketizer (add + assemble)", feed, (), inputs(rng, wire, args.inputs, crc=True)))
@@ -208,6 +252,23 @@ def main(argv=None) -> int:
 
         results.append(run_target("scenario loader (load_scenario)", load, (ScenarioError,),
                                   inputs(rng, texts, args.inputs)))
+    if "video" in targets:
+        import tempfile
+
+        from codec.video import VideoError, read_frames
+
+        clips = video_seeds(rng)
+        folder = Path(tempfile.mkdtemp(prefix="simnet-fuzz-video-"))
+        names = [folder / f"clip{i}.{ext}" for i, ext in enumerate(("mp4", "webm", "y4m"))]
+
+        def read(data):
+            path = names[len(data) % len(names)]
+            path.write_bytes(data)
+            for rgb in read_frames(path, 8):
+                if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                    raise AssertionError(f"a frame of shape {rgb.shape} {rgb.dtype}")
+
+        results.append(run_target("video source (read_frames)", read, (VideoError,), inputs(rng, clips, args.inputs)))
     for r in results:
         print(json.dumps(r))
     if args.json:

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 from typing import Iterator
 
+import av
 import numpy as np
 
 from .images import list_images, load_rgb
@@ -37,8 +38,6 @@ def builtin_clip(name: str = "builtin") -> Path:
 
 def clip_info(path: Path) -> dict:
     """What the container says of its first video stream: codec, size, rate, frame count."""
-    import av
-
     path = Path(path)
     if path.is_dir():
         files = list_images(path)
@@ -53,8 +52,12 @@ def clip_info(path: Path) -> dict:
             s = container.streams.video[0]
             return {"codec": s.codec_context.name, "width": s.width, "height": s.height,
                     "fps": float(s.average_rate) if s.average_rate else None, "frames": s.frames or None}
-    except (av.FFmpegError, OSError) as e:
+    except _BROKEN as e:
         raise VideoError(f"{path}: cannot open as video ({_reason(e)})") from None
+
+
+# what PyAV raises on a broken file: FFmpeg's errors, and metadata that is not text
+_BROKEN = (OSError, UnicodeDecodeError, av.FFmpegError)
 
 
 def _reason(e: Exception) -> str:
@@ -65,7 +68,6 @@ def read_frames(path: Path, count: int | None = None) -> Iterator[np.ndarray]:
     """The clip's frames in order, decoded as they are consumed (at most `count`): nothing but
     the current frame is held. A file that cannot be opened, has no video stream, or yields no
     frame raises VideoError naming it; a file cut short ends where its data ends."""
-    import av
 
     path = Path(path)
     if path.is_dir():
@@ -79,7 +81,7 @@ def read_frames(path: Path, count: int | None = None) -> Iterator[np.ndarray]:
         raise VideoError(f"{path}: no such video file")
     try:
         container = av.open(str(path))
-    except (av.FFmpegError, OSError) as e:
+    except _BROKEN as e:
         raise VideoError(f"{path}: cannot open as video ({_reason(e)})") from None
     with container:
         if not container.streams.video:
@@ -93,7 +95,7 @@ def read_frames(path: Path, count: int | None = None) -> Iterator[np.ndarray]:
                     return
                 yield frame.to_ndarray(format="rgb24")
                 n += 1
-        except av.FFmpegError as e:
+        except _BROKEN as e:
             if n == 0:
                 raise VideoError(f"{path}: cannot decode its video ({_reason(e)})") from None
             return  # truncated: the frames before the damage are the clip

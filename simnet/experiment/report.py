@@ -18,7 +18,7 @@ from .narrative import describe_scenario, headline  # noqa: E402
 from .results import read_results  # noqa: E402
 
 METHOD_COLOURS = {"transformer": "tab:green", "neighbour": "tab:blue", "none": "tab:red",
-                  "lossless": "black"}
+                  "previous": "tab:orange", "temporal": "tab:purple", "lossless": "black"}
 PAGE = (11.0, 8.5)
 
 
@@ -183,6 +183,69 @@ def _quality_page(pdf, records, metrics=(("psnr", "PSNR (dB)"), ("ms_ssim", "MS-
     plt.close(fig)
 
 
+def _video_pages(pdf, records):
+    """A temporal stream's pages: quality against frame index at one loss rate (the picture drawn
+    for video under loss), then bits per frame by frame type and the tokens lost and stale."""
+    if not any("frame_type" in r for r in records):
+        return
+    lossy = [r for r in records if r["method"] != "lossless"]
+    rates = sorted({r["loss_rate_target"] for r in lossy})
+    if not rates:
+        return
+    rate = min(rates, key=lambda x: abs(x - 0.2))  # the issue's reference point where it ran
+    seed = min(r["seed"] for r in lossy)
+    fig, axes = plt.subplots(2, 1, figsize=PAGE, sharex=True)
+    ceiling = sorted((r for r in records if r["method"] == "lossless"), key=lambda r: r["frame"])
+    for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim_db", "SSIM (dB)")):
+        if ceiling and ceiling[0].get(metric) is not None:
+            ax.plot([r["frame"] for r in ceiling], [r[metric] for r in ceiling], "k--", lw=1, label="no loss")
+        for (method,), recs in sorted(_group([r for r in lossy if r["loss_rate_target"] == rate
+                                              and r["seed"] == seed], "method").items()):
+            recs = sorted(recs, key=lambda r: r["frame"])
+            ax.plot([r["frame"] for r in recs], [r.get(metric) for r in recs], "-", color=_colour(method),
+                    lw=1.2, label=method)
+        for r in ceiling:
+            if r.get("frame_type") == "I":
+                ax.axvline(r["frame"], color="gray", lw=0.5, alpha=0.5)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=3)
+    axes[1].set_xlabel("frame (grey lines: I-frames)")
+    fig.suptitle(f"Quality against frame index at {rate:g} target loss (seed {seed})")
+    pdf.savefig(fig)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    ax = axes[0]
+    for kind, colour in (("I", "tab:red"), ("P", "tab:blue")):
+        pts = [r for r in ceiling if r.get("frame_type") == kind]
+        ax.bar([r["frame"] for r in pts], [r["bits_payload"] for r in pts], color=colour, label=f"{kind}-frames")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("payload bits")
+    ax.set_yscale("log")
+    ax.set_title("Bits per frame")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax = axes[1]
+    for (method,), recs in sorted(_group([r for r in lossy if r["loss_rate_target"] == rate and r["seed"] == seed],
+                                         "method").items()):
+        recs = sorted(recs, key=lambda r: r["frame"])
+        ax.plot([r["frame"] for r in recs], [r.get("tokens_stale", 0) for r in recs], "-", color=_colour(method),
+                label=f"{method}: stale")
+    first = sorted({r["method"] for r in lossy})[0]
+    recs = sorted((r for r in lossy if r["method"] == first and r["loss_rate_target"] == rate and r["seed"] == seed),
+                  key=lambda r: r["frame"])
+    ax.bar([r["frame"] for r in recs], [r.get("tokens_lost", 0) for r in recs], color="gray", alpha=0.5,
+           label="lost this frame")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("tokens")
+    ax.set_title(f"Tokens lost and stale at {rate:g} target loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
 def _loss_page(pdf, records, runs):
     lossy = [r for r in records if r["method"] != "lossless"]
     first = sorted({r["method"] for r in lossy})[:1]
@@ -324,6 +387,7 @@ def render_report(json_path: Path, pdf_path: Path | None = None) -> Path:
     with PdfPages(pdf_path) as pdf:
         _title_page(pdf, doc, json_path)
         _quality_page(pdf, records)
+        _video_pages(pdf, records)
         perceptual = [(f, label) for f, label in PERCEPTUAL if any(f in r for r in records)]
         for i in range(0, len(perceptual), 2):
             _quality_page(pdf, records, tuple(perceptual[i:i + 2]), "Perceptual quality")

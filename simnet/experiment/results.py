@@ -23,7 +23,10 @@ RECORD_FIELDS = ("scenario", "image", "seed", "loss_rate_target", "loss_rate_pac
 SUMMARY_KEYS = ("scenario", "method", "codebook", "loss_rate_target")
 _MEAN_FIELDS = ("loss_rate_packets", "loss_rate_tokens", "bpp_payload", "bpp_wire", "psnr", "ms_ssim",
                 "latency_ms_p50", "latency_ms_p95", "token_accuracy", "late_share", "psnr_lost",
-                "psnr_received", "cells_known")
+                "psnr_received", "cells_known",
+                # a temporal stream's (averaged only where its records have them)
+                "ssim", "ssim_db", "bits_payload", "bits_wire", "changed_share", "tokens_lost", "tokens_stale",
+                "frames_to_repair")
 
 
 def versions() -> dict:

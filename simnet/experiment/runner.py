@@ -179,6 +179,23 @@ def coarse_fields(f: EncodedFrame, level: int, lossy: LossyTokenGrid | None = No
     return fields
 
 
+def frames_to_repair(records: list[dict]) -> None:
+    """Each record of a frame that lost tokens gets `frames_to_repair`: how many frames on, for its
+    method, the receiver first holds no guessed token (none lost, none stale); None where the
+    stream ended first."""
+    by_method: dict[str, list[dict]] = {}
+    for r in records:
+        by_method.setdefault(r["method"], []).append(r)
+    for recs in by_method.values():
+        recs.sort(key=lambda r: r["frame"])
+        clean_at = None
+        for r in reversed(recs):
+            if not r["tokens_lost"] and not r["tokens_stale"]:
+                clean_at = r["frame"]
+            elif r["tokens_lost"]:
+                r["frames_to_repair"] = clean_at - r["frame"] if clean_at is not None else None
+
+
 def temporal_fields(f: EncodedFrame, scenario: Scenario) -> dict:
     """A temporal stream's per-frame fields: its type, bits and share of tokens updated."""
     if scenario.codec.temporal is None:
@@ -316,6 +333,8 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, 
                           "psnr_drop": f.lossless_quality["psnr"] - q["psnr"], **extra, **split}, q, pending))
             if image_dir is not None and i < EXAMPLE_FRAMES:
                 save_rgb(decoded, image_dir / f"f{i}-r{rate:g}-{name}.png", FAST_PNG)
+    if temporal:
+        frames_to_repair([record for record, _, _ in rows])
     t0 = time.perf_counter()
     for record, q, pending in rows:  # a decode shared by several methods is waited for once
         writer.add({**record, **q, **(pending.result() if pending is not None else {})})

@@ -379,6 +379,13 @@ def _check_files(path: Path, scenario: Scenario, lines: dict[tuple, int]) -> Non
     for label, rel in (("channel.loss.file", scenario.channel.loss.file), ("source.video", video)):
         if rel and not (scenario.resolve(rel).is_file() or (label == "source.video" and scenario.resolve(rel).is_dir())):
             raise ScenarioError(f"{where(*label.split('.'))}: {label}: file not found: {scenario.resolve(rel)}")
+    if scenario.source.video:  # a clip that cannot be opened is named now, before any model loads
+        from codec.video import VideoError, builtin_clip, clip_info
+
+        try:
+            clip_info(builtin_clip(scenario.source.video) if video is None else scenario.resolve(video))
+        except VideoError as e:
+            raise ScenarioError(f"{where('source', 'video')}: source.video: {e}") from None
     if scenario.source.images != "builtin" and not scenario.source.video:
         folder = scenario.resolve(scenario.source.images)
         if not folder.is_dir():

@@ -45,11 +45,11 @@ class DecodedFrame:
     rgb: np.ndarray | None  # None: undecodable
     status: FrameStatus
     lost: np.ndarray | None = None  # the positions the decoder had to guess (VQ: lost tokens)
+    loss_rate: float | None = None  # the share of the frame's content lost (VQ: tokens)
+    tokens: object | None = None  # a token codec's complete grid as decoded (codec.tokens.TokenGrid)
     # a token stream's P-frame: positions that arrived as "unchanged" over a token the receiver
     # had guessed in an earlier frame, so still a guess
     stale: np.ndarray | None = None
-    loss_rate: float | None = None  # the share of the frame's content lost (VQ: tokens)
-    tokens: object | None = None  # a token codec's complete grid as decoded (codec.tokens.TokenGrid)
 
 
 class Codec(Protocol):
