@@ -59,6 +59,7 @@ from . import colour as colour_section
 from .bitstream import grid_shape_for, level_code
 from .colour import ColourError
 from .entropy import Prior, encode_symbols
+from .temporal import encode_update, quantise_probability, update_bits
 from .tokens import TokenGrid
 
 MARKER = 0xA1
@@ -353,8 +354,6 @@ def packetize_update(grid: TokenGrid, changed: np.ndarray, reference: int, prior
     indices of the changed ones (codec/temporal.py), split as `packetize` splits a grid, with
     `max_tokens` counting the new indices a packet carries.
     `overhead` includes the P-frame fields (UPDATE_BYTES or COMPACT_UPDATE_BYTES)."""
-    from .temporal import encode_update, quantise_probability, update_bits
-
     if prior.size != grid.level:
         raise ValueError(f"prior has {prior.size} codes, the grid's level is {grid.level}")
     if not 0 <= stream < 1 << 16 or not 0 <= frame < 1 << 32 or not 0 <= seed < 1 << 32 or not 0 <= reference < 1 << 32:
