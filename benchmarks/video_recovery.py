@@ -32,6 +32,40 @@ sweep: {{loss_rate: [{rates}], seeds: {seeds}}}
 """
 
 
+def speed(precision: str, size=(288, 352), lost=0.2, repeats=5) -> dict:
+    """The spatio-temporal transformer's time to fill a frame's lost tokens against one decode of
+    that frame, same machine, same run (target: at most one decode per frame)."""
+    import time
+
+    import numpy as np
+
+    from codec.tokens import FrameHistory, LossyTokenGrid, TokenGrid
+    from codec.zoo import load_codec
+    from recovery import get_method
+
+    codec = load_codec(precision=precision)
+    rng = np.random.default_rng(0)
+    h, w = -(-size[0] // 16), -(-size[1] // 16)
+    grid = TokenGrid(rng.integers(0, 1024, (h, w)), 1024, size)
+    previous = TokenGrid(rng.integers(0, 1024, (h, w)), 1024, size)
+    lossy = LossyTokenGrid(grid, rng.random((h, w)) < lost)
+    method = get_method("temporal", precision=precision)
+    history = FrameHistory((previous,))
+    cb = codec.codebook(1024)
+
+    def timed(fn):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - t0) / repeats * 1000
+
+    recover_ms = timed(lambda: method.recover(lossy, cb, history))
+    decode_ms = timed(lambda: codec.decode(grid))
+    return {"size": list(size), "lost": lost, "recover_ms": round(recover_ms, 1), "decode_ms": round(decode_ms, 1),
+            "recover_per_decode": round(recover_ms / decode_ms, 3), "compute": codec.compute.describe()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", default="video/akiyo_cif.mp4,video/foreman_cif.mp4,builtin:carphone")
@@ -42,8 +76,13 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="neighbour,previous,transformer,temporal")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--speed-only", action="store_true", help="only the recovery-against-decode timing")
     args = ap.parse_args(argv)
 
+    timing = speed(args.precision)
+    print(json.dumps({"speed": timing}), flush=True)
+    if args.speed_only:
+        return 0
     from codec.video import clip_info
     from simnet.training.video_data import clip_path
 
@@ -88,7 +127,7 @@ def main(argv=None) -> int:
                                                                                     if rt == rate), 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"frames": args.frames, "size": [height, width], "seeds": args.seeds, "methods": args.methods,
+    meta = {"speed": timing, "frames": args.frames, "size": [height, width], "seeds": args.seeds, "methods": args.methods,
             "split": "temporal transformer trained on football, ice, cockatoo, bigbuckbunny, bikes; "
                      "akiyo, foreman, carphone held out"}
     print(json.dumps(meta))

@@ -254,3 +254,26 @@ def test_a_clip_encodes_to_vqv_and_decodes_to_what_the_stream_decodes(tmp_path, 
     assert main(["decode", str(tmp_path / "cut.vqv"), str(tmp_path / "o")] + w) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.vqv" in err[0] and "truncated" in err[0]
+
+
+def test_the_temporal_recovery_reads_the_history_it_is_handed():
+    from recovery.transformer import MaskedTokenTransformer, TransformerConfig
+    from recovery.transformer_recovery import TransformerRecovery
+
+    torch.manual_seed(1)
+    model = MaskedTokenTransformer(TransformerConfig(levels=(16,), n_layer=1, n_head=2, n_embd=16, max_side=8,
+                                                     temporal=True))
+    torch.nn.init.normal_(model.prev_in.weight, std=2.0)
+    method = TransformerRecovery(model, decision="argmax", precision="fp32", window=None, name="temporal")
+    rng = np.random.default_rng(3)
+    missing = rng.random((6, 6)) < 0.4
+    lossy = LossyTokenGrid(TokenGrid(rng.integers(0, 16, (6, 6)), 16, (96, 96)), missing)
+    cb = torch.randn(16, 4)
+    alone = method.recover(lossy, cb)
+    histories = [FrameHistory((TokenGrid(np.full((6, 6), v), 16, (96, 96)),)) for v in (0, 9)]
+    with_previous = [method.recover(lossy, cb, h) for h in histories]
+    assert not np.array_equal(with_previous[0], with_previous[1]) or not np.array_equal(with_previous[0], alone)
+    assert all(np.array_equal(r[~missing], lossy.grid.indices[~missing]) for r in with_previous)
+    # a previous frame of another shape is not this stream's: ignored
+    other = FrameHistory((TokenGrid(np.zeros((5, 6), np.int64), 16, (80, 96)),))
+    assert np.array_equal(method.recover(lossy, cb, other), alone)

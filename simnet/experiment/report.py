@@ -227,16 +227,14 @@ def _video_pages(pdf, records):
     ax.grid(alpha=0.3)
     ax.legend()
     ax = axes[1]
-    for (method,), recs in sorted(_group([r for r in lossy if r["loss_rate_target"] == rate and r["seed"] == seed],
-                                         "method").items()):
-        recs = sorted(recs, key=lambda r: r["frame"])
-        ax.plot([r["frame"] for r in recs], [r.get("tokens_stale", 0) for r in recs], "-", color=_colour(method),
-                label=f"{method}: stale")
+    # which tokens are lost or stale depends on what arrived, not on the method that fills them
     first = sorted({r["method"] for r in lossy})[0]
     recs = sorted((r for r in lossy if r["method"] == first and r["loss_rate_target"] == rate and r["seed"] == seed),
                   key=lambda r: r["frame"])
-    ax.bar([r["frame"] for r in recs], [r.get("tokens_lost", 0) for r in recs], color="gray", alpha=0.5,
-           label="lost this frame")
+    ax.bar([r["frame"] for r in recs], [r.get("tokens_lost", 0) for r in recs], color="gray", alpha=0.6,
+           label="lost in this frame")
+    ax.plot([r["frame"] for r in recs], [r.get("tokens_stale", 0) for r in recs], "-", color="tab:red",
+            label="stale (lost earlier, not sent since)")
     ax.set_xlabel("frame")
     ax.set_ylabel("tokens")
     ax.set_title(f"Tokens lost and stale at {rate:g} target loss")
