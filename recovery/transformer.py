@@ -35,8 +35,10 @@ class TransformerConfig:
     local_features: bool = False
     # True: each position also sees the previous frame's token there (its embedding through
     # `prev_in`, plus a learned time embedding), so the model recovers a frame of a stream from
-    # what it received of it and the frame before; `prev_in` starts at zero, so a model
-    # initialised from a spatial one starts out as that model
+    # what it received of it and the frame before; `prev_in` starts at zero. A copy gate adds a
+    # learned, per-position score to the previous token's logit: copying is what a stream mostly
+    # needs, and a path that must learn it through the embeddings learns it slowly (measured:
+    # 17% top-1 after 250 steps, against 86% for plain copying)
     temporal: bool = False
 
     def to_dict(self) -> dict:
@@ -64,6 +66,11 @@ class TransformerConfig:
     @property
     def vocab_size(self) -> int:
         return sum(self.levels)
+
+
+# the copy gate's initial score: the previous token starts out e^4 (about 55) times as likely as
+# the spatial model alone would make it
+COPY_PRIOR = 4.0
 
 
 class SelfAttention(nn.Module):
@@ -123,6 +130,7 @@ class MaskedTokenTransformer(nn.Module):
         if cfg.temporal:
             self.time_emb = nn.Parameter(torch.zeros(cfg.n_embd))
             self.prev_in = nn.Linear(cfg.n_embd, cfg.n_embd)
+            self.copy_gate = nn.Linear(cfg.n_embd, 1)
         self.row_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.col_emb = nn.Embedding(cfg.max_side, cfg.n_embd)
         self.level_emb = nn.Embedding(len(cfg.levels), cfg.n_embd)
@@ -133,6 +141,8 @@ class MaskedTokenTransformer(nn.Module):
         if cfg.temporal:
             nn.init.zeros_(self.prev_in.weight)
             nn.init.zeros_(self.prev_in.bias)
+            nn.init.zeros_(self.copy_gate.weight)
+            nn.init.constant_(self.copy_gate.bias, COPY_PRIOR)
 
     @staticmethod
     def _init(module):
@@ -228,8 +238,16 @@ class MaskedTokenTransformer(nn.Module):
         x = self.ln_f(x)
         weight, bias = self.output_layer(level)
         if at is not None:
-            return F.linear(x[at.reshape(b, h * w)], weight, bias)
-        return F.linear(x, weight, bias).view(b, h, w, level)
+            x = x[at.reshape(b, h * w)]
+            logits = F.linear(x, weight, bias)
+            prev = previous[at] if previous is not None else None
+        else:
+            x = x.reshape(b * h * w, -1)
+            logits = F.linear(x, weight, bias)
+            prev = previous.reshape(-1) if previous is not None else None
+        if prev is not None:  # the copy gate: the previous token's logit raised by a learned score
+            logits = logits.scatter_add(1, prev[:, None], self.copy_gate(x).to(logits.dtype))
+        return logits if at is not None else logits.view(b, h, w, level)
 
     def output_layer(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight (K, n_embd), bias (K,)) of the level's logits. With code vectors the closeness

@@ -203,8 +203,8 @@ def test_previous_fills_lost_tokens_from_the_last_frame_shown(tiny_codec):
     assert np.array_equal(alone, get_method("neighbour").recover(lossy, cb))
 
 
-def test_a_temporal_transformer_starts_as_its_spatial_model_and_reads_the_previous_frame():
-    from recovery.transformer import MaskedTokenTransformer, TransformerConfig
+def test_a_temporal_transformer_starts_as_its_spatial_model_plus_a_copy_score_and_reads_the_previous_frame():
+    from recovery.transformer import COPY_PRIOR, MaskedTokenTransformer, TransformerConfig
 
     torch.manual_seed(0)
     cfg = TransformerConfig(levels=(16,), n_layer=1, n_head=2, n_embd=16, max_side=8)
@@ -214,7 +214,13 @@ def test_a_temporal_transformer_starts_as_its_spatial_model_and_reads_the_previo
     idx = torch.randint(0, 16, (1, 4, 4))
     miss = torch.rand(1, 4, 4) < 0.3
     prev = torch.randint(0, 16, (1, 4, 4))
-    assert torch.allclose(spatial(idx, miss, 16), temporal(idx, miss, 16, previous=prev))
+    with torch.no_grad():
+        raised = temporal(idx, miss, 16, previous=prev) - spatial(idx, miss, 16)
+    copied = torch.nn.functional.one_hot(prev, 16).bool()
+    assert torch.allclose(raised[copied], torch.full_like(raised[copied], COPY_PRIOR), atol=1e-5)
+    assert raised[~copied].abs().max() < 1e-5
+    at = miss.clone()
+    assert torch.allclose(temporal(idx, miss, 16, at=at, previous=prev), temporal(idx, miss, 16, previous=prev)[at])
     torch.nn.init.normal_(temporal.prev_in.weight)
     assert not torch.allclose(temporal(idx, miss, 16, previous=prev), temporal(idx, miss, 16, previous=(prev + 1) % 16))
     with pytest.raises(ValueError, match="not temporal"):
