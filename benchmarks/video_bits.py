@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--level", type=int, default=1024)
     ap.add_argument("--period", type=int, default=30)
-    ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--threshold", type=float, default=4.0)
     ap.add_argument("--chroma", type=int, default=0)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--json", type=Path, default=None)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 SCENARIO = """name: {name}
 source: {{video: {video}, frames: {frames}, fps: {fps}, size: [{height}, {width}]}}
-codec: {{level: 1024, chroma: 64, temporal: {{refresh: periodic, period: 30, threshold: 0.8}}, precision: {precision}}}
+codec: {{level: 1024, chroma: 64, temporal: {{refresh: periodic, period: 30, threshold: 4.0}}, precision: {precision}}}
 packets: {{mtu: 1200 B, header: full, max_tokens: 16}}
 channel: {{bandwidth: 2 Mbit/s, delay: {{base: 20 ms}}, loss: {{model: gilbert_elliott, rate: 0.2, burst: 3}}}}
 receiver: {{deadline: 150 ms, recovery: [{methods}]}}

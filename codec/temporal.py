@@ -21,6 +21,10 @@ import constriction
 from .entropy import EntropyError, Prior, decode_symbols
 from .levels import Level
 
+# the rate knob's default: chosen on training clips (football, ice: 20 frames each, at most
+# 0.3 dB below intra-only coding), never on the clips figures are reported for (docs/models.md)
+DEFAULT_THRESHOLD = 4.0
+
 # the probability of a changed token, as the packet carries it: a 16-bit fraction kept away from
 # 0 and 1 so that every flag stays codable
 PROBABILITY_ONE = 1 << 16
@@ -119,8 +123,9 @@ def choose_update(latent: torch.Tensor, reference: np.ndarray, level: Level, thr
     """The P-frame's tokens against `reference` (the previous frame's, as the sender assumes the
     receiver holds them) -> (the new grid, the changed mask). A position takes the encoder's new
     code only where it lowers that position's latent distortion by more than `threshold` times
-    the frame's mean distortion under the reference tokens (0: wherever the code differs);
-    `forced` positions take it regardless (a refresh)."""
+    the frame's mean quantisation error under the new codes (0: wherever the code differs);
+    `forced` positions take it regardless (a refresh). The new codes' error is the scale: it
+    stays put when the picture moves, where the reference's error grows with the motion."""
     d, h, w = latent.shape
     flat = latent.permute(1, 2, 0).reshape(-1, d)
     new = level.assign(flat, rate_lambda).numpy().reshape(h, w)
@@ -132,7 +137,7 @@ def choose_update(latent: torch.Tensor, reference: np.ndarray, level: Level, thr
         cb = level.codebook
         d_new = (flat - cb[torch.from_numpy(new.ravel())]).pow(2).sum(1)
         d_ref = (flat - cb[torch.from_numpy(ref.ravel())]).pow(2).sum(1)
-        gain = ((d_ref - d_new) > threshold * float(d_ref.mean())).numpy().reshape(h, w)
+        gain = ((d_ref - d_new) > threshold * float(d_new.mean())).numpy().reshape(h, w)
         differs &= gain
     changed = differs | (forced if forced is not None else False)
     return np.where(changed, new, ref), changed
@@ -143,7 +148,8 @@ class TemporalCoder:
     refresh says so, else a P-frame updating the previous frame's tokens (`choose_update`). The
     reference is the sender's own previous grid: what a receiver holds when nothing was lost."""
 
-    def __init__(self, image_codec, level: int, threshold: float = 0.8, refresh: Refresh = Refresh()):
+    def __init__(self, image_codec, level: int, threshold: float = DEFAULT_THRESHOLD,
+                 refresh: Refresh = Refresh()):
         self.image_codec, self.level, self.threshold, self.refresh = image_codec, level, threshold, refresh
         self.reference: np.ndarray | None = None
         self.last: int | None = None  # the frame the reference belongs to

@@ -23,9 +23,9 @@ from .common import (check_luma_option, chroma_options, device_option, level_opt
               help="A clip: I-frames every --period frames, or a rolling intra band of columns.")
 @click.option("--period", type=click.IntRange(min=1), default=30, show_default=True,
               help="A clip: frames between refreshes of every token.")
-@click.option("--threshold", type=click.FloatRange(min=0), default=0.8, show_default=True,
+@click.option("--threshold", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="A clip: update a token only where the new code lowers its latent distortion by more than "
-                   "this share of the frame's mean (0: wherever it differs).")
+                   "this many times the frame's mean quantisation error (0: wherever it differs).")
 @weights_option
 @device_option()
 @precision_option()

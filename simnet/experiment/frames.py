@@ -53,6 +53,8 @@ def _video_frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
     """The clip's frames as they are decoded (PyAV), at most `count`, taken at the scenario's
     frame rate where it is below the clip's (every other frame of a 30 fps clip sent at 15)."""
     src = scenario.source
+    # a clip keeps its own frame size unless the scenario names one
+    size = src.size if "size" in src.model_fields_set else None
     try:
         path = clip_path(scenario)
         clip_fps = clip_info(path)["fps"]
@@ -64,7 +66,7 @@ def _video_frames(scenario: Scenario) -> Iterator[tuple[str, np.ndarray]]:
             if i + 1e-9 < due:
                 continue
             due += step
-            yield f"frame{sent:05d}", fit_frame(rgb, src.size)
+            yield f"frame{sent:05d}", fit_frame(rgb, size)
             sent += 1
     except VideoError as e:
         raise ScenarioError(f"{scenario.path}: source.video: {e}") from None

@@ -95,7 +95,7 @@ def stream_sender(setup: Setup, scenario: Scenario) -> StreamSender:
                        framing=SHIM_BYTES if compact else 0, chroma=codec_cfg.chroma,
                        chroma_step=codec_cfg.chroma_step, luma=codec_cfg.luma, colour_copies=cfg.colour_copies,
                        refresh=codec_cfg.temporal.refresh_policy() if codec_cfg.temporal else None,
-                       threshold=codec_cfg.temporal.threshold if codec_cfg.temporal else 0.8)
+                       **({"threshold": codec_cfg.temporal.threshold} if codec_cfg.temporal else {}))
     layers = [CoarseLayer(cfg.coarse, cfg.coarse_max_tokens)] if cfg.coarse else []
     return StreamSender(vq, layers, Framing(shim=compact))
 

@@ -71,9 +71,8 @@ class TemporalConfig(Strict):
     refresh: Literal["periodic", "rolling", "none"] = "periodic"
     period: int = Field(30, ge=1, le=100_000)
     # the rate knob: a token is updated only where the new code lowers its latent distortion by
-    # more than this share of the frame's mean distortion under the previous tokens (0: wherever
-    # the code differs)
-    threshold: float = Field(0.8, ge=0, le=100)
+    # more than this many times the frame's mean quantisation error (0: wherever the code differs)
+    threshold: float = Field(4.0, ge=0, le=1000)  # codec.temporal.DEFAULT_THRESHOLD
 
     def refresh_policy(self):
         from codec.temporal import Refresh

@@ -14,7 +14,7 @@ from codec.colour import ColourPlane
 from codec.image_codec import ImageCodec
 from codec.packets import (COMPACT_OVERHEAD_BYTES, COMPACT_UPDATE_BYTES, DEFAULT_MTU, OVERHEAD_BYTES, UPDATE_BYTES,
                            Packet, PacketError, Session, coarse_max_tokens, packetize_update, parse_compact)
-from codec.temporal import Refresh, TemporalCoder
+from codec.temporal import DEFAULT_THRESHOLD, Refresh, TemporalCoder
 from codec.tokens import CoarseCells, FrameHistory, LossyTokenGrid, TokenGrid
 
 from .codec import DecodedFrame, EncodedFrame, FrameStatus, register_codec
@@ -49,7 +49,7 @@ class VQStreamCodec:
                  header: str = "full", framing: int = 0, chroma: int = 0, chroma_step: int = 2,
                  luma: bool = False, colour_copies: int = 2, stream: int = 0,
                  grids: dict[tuple[int, int], TokenGrid] | None = None,
-                 refresh: Refresh | None = None, threshold: float = 0.8):
+                 refresh: Refresh | None = None, threshold: float = DEFAULT_THRESHOLD):
         """`refresh` (codec.temporal): a temporal stream, P-frames sending only the tokens that
         changed by more than `threshold` (the rate knob), refreshed as it says; None: every frame
         intra, as a stream of stills."""

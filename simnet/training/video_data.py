@@ -11,7 +11,7 @@ from safetensors.numpy import load_file, save_file
 
 from codec.image_codec import ImageCodec
 from codec.images import default_data_root
-from codec.temporal import Refresh, TemporalCoder
+from codec.temporal import DEFAULT_THRESHOLD, Refresh, TemporalCoder
 from codec.video import builtin_clip, read_frames
 from simnet.experiment.frames import fit_frame
 
@@ -37,7 +37,7 @@ def clip_size(rgb: np.ndarray) -> tuple[int, int]:
 
 
 def stream_grids(codec: ImageCodec, path: Path, level: int, count: int | None = None,
-                 threshold: float = 0.8, refresh: Refresh = Refresh()) -> list[np.ndarray]:
+                 threshold: float = DEFAULT_THRESHOLD, refresh: Refresh = Refresh()) -> list[np.ndarray]:
     """The clip's token grids as the temporal stream sends them, frame by frame."""
     coder = TemporalCoder(codec, level, threshold, refresh)
     grids, size = [], None
@@ -52,7 +52,8 @@ def clip_streams(codec: ImageCodec, clips, level: int, cache_dir: Path, count: i
     """Each clip's stream of grids, cached by tokenizer, level and clip."""
     out = {}
     for clip in clips:
-        cache = cache_dir / f"stream-{codec.checksum[:12]}-{level}-{clip.replace('/', '_').replace(':', '_')}-{count}.safetensors"
+        name = clip.replace('/', '_').replace(':', '_')
+        cache = cache_dir / f"stream-{codec.checksum[:12]}-{level}-{name}-{count}-t{DEFAULT_THRESHOLD:g}.safetensors"
         if cache.exists():
             stored = load_file(str(cache))
             out[clip] = [stored[k] for k in sorted(stored, key=int)]
