@@ -154,8 +154,10 @@ class TemporalCoder:
         self.reference: np.ndarray | None = None
         self.last: int | None = None  # the frame the reference belongs to
 
-    def code(self, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Frame `index` (frames come in order) -> (its grid, the changed mask; None: an I-frame)."""
+    def code(self, index: int, rgb: np.ndarray, resend: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frame `index` (frames come in order) -> (its grid, the changed mask; None: an I-frame).
+        `resend`: positions a P-frame sends whatever changed (those a receiver said it lacks)."""
         latent = self.image_codec.latent(rgb)
         lvl = self.image_codec.level(self.level)
         shape = tuple(latent.shape[1:])
@@ -165,7 +167,9 @@ class TemporalCoder:
             grid = lvl.assign(latent.permute(1, 2, 0).reshape(-1, d)).numpy().reshape(shape)
             changed = None
         else:
-            grid, changed = choose_update(latent, self.reference, lvl, self.threshold,
-                                          self.refresh.forced(index, shape))
+            forced = self.refresh.forced(index, shape)
+            if resend is not None and resend.shape == shape:
+                forced |= resend
+            grid, changed = choose_update(latent, self.reference, lvl, self.threshold, forced)
         self.reference, self.last = grid, index
         return grid, changed

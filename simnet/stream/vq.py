@@ -116,10 +116,12 @@ class VQStreamCodec:
                             payload_bytes=sum(len(p.payload) for p in packets) + colour_bytes,
                             extra={"grid": grid, "chroma": plane, "colour_bytes": colour_bytes, "coarse_bytes": 0})
 
-    def encode_temporal(self, index: int, rgb: np.ndarray, plane: ColourPlane | None = None) -> EncodedFrame:
+    def encode_temporal(self, index: int, rgb: np.ndarray, plane: ColourPlane | None = None,
+                        resend: np.ndarray | None = None) -> EncodedFrame:
         """Frame `index` of a temporal stream (frames in order): an I-frame where the refresh says
-        so, else a P-frame of the tokens that changed. Every frame carries its colour section."""
-        indices, changed = self.temporal.code(index, rgb)
+        so, else a P-frame of the tokens that changed, and of the `resend` positions (those the
+        receiver reported lacking). Every frame carries its colour section."""
+        indices, changed = self.temporal.code(index, rgb, resend)
         grid = TokenGrid(indices, self.level, rgb.shape[:2])
         plane = plane if plane is not None else self.colour_plane(index, rgb)
         if changed is None:
