@@ -39,6 +39,10 @@ def _temporal(**kwargs) -> Recovery:
     from .transformer_recovery import TransformerRecovery, default_temporal_weights
 
     kwargs.setdefault("weights", default_temporal_weights())
+    # argmax, not MMSE: most of its posterior sits on the previous token and the rest is spread, so
+    # the posterior mean's nearest code is often neither (measured on carphone, held out, 24 frames
+    # at 20% loss: argmax 18.78 dB, MMSE 17.75, `previous` 18.87)
+    kwargs.setdefault("decision", "argmax")
     return TransformerRecovery.from_weights(name="temporal", **kwargs)
 
 
