@@ -65,7 +65,7 @@ def tokenizer(logs: list[Path], out: Path, compare: list[Path] = ()) -> None:
     fig.savefig(out, dpi=110)
 
 
-def recovery(logs: list[Path], out: Path) -> None:
+def recovery(logs: list[Path], out: Path, title: str) -> None:
     """Runs end to end; NLL per level on the left, the mean-code-vector error on the right, with
     `neighbour`'s error on the same masks (dashed) where a run logged it."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -82,10 +82,11 @@ def recovery(logs: list[Path], out: Path) -> None:
                    if f"val_mean_code_sqerr_{k}" in r]
             if pts:
                 ax2.plot(*zip(*pts), "o-", ms=2, color=f"C{i}", label=f"K={k}" if j == 0 else None)
-            ref = refs.get(f"ref_neighbour_mean_code_sqerr_{k}")
+            baseline = "previous" if f"ref_previous_mean_code_sqerr_{k}" in refs else "neighbour"
+            ref = refs.get(f"ref_{baseline}_mean_code_sqerr_{k}")
             if ref is not None and train:
                 ax2.hlines(ref, offset, offset + train[-1]["step"], color=f"C{i}", ls="--", lw=1,
-                           label="neighbour, same masks (dashed)" if i == 0 and not drew_reference else None)
+                           label=f"{baseline}, same masks (dashed)" if i == 0 and not drew_reference else None)
                 drew_reference = True
         if j:
             for ax in (ax1, ax2):
@@ -98,7 +99,7 @@ def recovery(logs: list[Path], out: Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("recovery transformer on BSDS500 val (24 images, 20% of tokens lost at random)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -153,6 +154,8 @@ def main(argv=None):
     ap.add_argument("--start", default=None,
                     help="finetune: the starting decoder's validation PSNR,MS-SSIM,CIEDE2000[,PSNR with "
                          "20%% of tokens lost] (dashed)")
+    ap.add_argument("--title", default="recovery transformer on BSDS500 val (24 images, 20% of tokens lost at random)",
+                    help="recovery: the figure's title (what it was validated on)")
     ap.add_argument("--start-label", default="shipped decoder", help="finetune: what --start's figures are")
     args = ap.parse_args(argv)
     if args.kind == "finetune":
@@ -161,7 +164,7 @@ def main(argv=None):
     elif args.kind == "tokenizer":
         tokenizer(args.logs, args.out, args.compare)
     else:
-        recovery(args.logs, args.out)
+        recovery(args.logs, args.out, args.title)
     print(f"wrote {args.out}")
 
 
