@@ -280,6 +280,7 @@ def test_the_temporal_recovery_reads_the_history_it_is_handed():
     with_previous = [method.recover(lossy, cb, h) for h in histories]
     assert not np.array_equal(with_previous[0], with_previous[1]) or not np.array_equal(with_previous[0], alone)
     assert all(np.array_equal(r[~missing], lossy.grid.indices[~missing]) for r in with_previous)
-    # a previous frame of another shape is not this stream's: ignored
+    # no previous frame, or one of another shape (not this stream's): the neighbour fill
     other = FrameHistory((TokenGrid(np.zeros((5, 6), np.int64), 16, (80, 96)),))
     assert np.array_equal(method.recover(lossy, cb, other), alone)
+    assert np.array_equal(alone, get_method("neighbour").recover(lossy, cb))
