@@ -13,10 +13,10 @@ import torch
 
 from codec.hardware import resolve
 from codec.safe_weights import check_state, file_checksum, read_weights, save_weights
-from codec.tokens import FrameHistory, LossyTokenGrid, nearest_codes, nearest_in_cells
+from codec.tokens import MAX_TRAIN_RATIO, FrameHistory, LossyTokenGrid, nearest_codes, nearest_in_cells
 
 from .base import RecoveryError, check_inputs
-from .baselines import NeighbourRecovery
+from .baselines import NeighbourRecovery, PreviousRecovery
 from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
@@ -214,6 +214,11 @@ class TransformerRecovery:
                 # previous frame, fills worse than `neighbour` (akiyo's frame 0 at 20% loss:
                 # 15.11 dB against 16.79), and a P-frame keeps that fill until the refresh
                 return NeighbourRecovery().recover(lossy, codebook)
+            if missing.mean() > MAX_TRAIN_RATIO:
+                # more lost than it ever saw in training (a whole frame, usually): its guesses there
+                # are worse than copying (carphone at 40% loss, frames wholly lost: 14.5-17 dB
+                # against `previous`'s 17.6-18.9)
+                return PreviousRecovery().recover(lossy, codebook, history)
             previous = torch.from_numpy(prior.indices)
         for step in range(self.steps):
             logits, still = self._logits(idx, miss, level, previous)
