@@ -287,3 +287,17 @@ def test_the_temporal_recovery_reads_the_history_it_is_handed():
     other = FrameHistory((TokenGrid(np.zeros((5, 6), np.int64), 16, (80, 96)),))
     assert np.array_equal(method.recover(lossy, cb, other), alone)
     assert np.array_equal(alone, get_method("neighbour").recover(lossy, cb))
+
+
+def test_a_scenario_streams_a_clip_at_its_own_size_and_drops_frames_to_its_rate(tmp_path):
+    from simnet.experiment.frames import frames
+    from simnet.experiment.scenario import load_scenario
+
+    clip = write_clip(tmp_path / "c.mp4", frames=6, size=(32, 48))  # 10 fps
+    (tmp_path / "s.yaml").write_text("name: v\nsource: {video: c.mp4, frames: 10, fps: 5}\n")
+    got = list(frames(load_scenario(tmp_path / "s.yaml")))
+    every = list(read_frames(clip))
+    assert [name for name, _ in got] == ["frame00000", "frame00001", "frame00002"]
+    assert all(np.array_equal(rgb, every[2 * i]) for i, (_, rgb) in enumerate(got))
+    (tmp_path / "t.yaml").write_text("name: v\nsource: {video: c.mp4, count: 2, fps: 10, size: [16, 16]}\n")
+    assert [rgb.shape for _, rgb in frames(load_scenario(tmp_path / "t.yaml"))] == [(16, 16, 3)] * 2
