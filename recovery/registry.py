@@ -43,7 +43,7 @@ def _temporal(**kwargs) -> Recovery:
     # the posterior mean's nearest code is often neither (measured on carphone, held out, 24 frames
     # at 20% loss: argmax 18.78 dB, MMSE 17.75, `previous` 18.87)
     kwargs.setdefault("decision", "argmax")
-    return TransformerRecovery.from_weights(name="temporal", **kwargs)
+    return TransformerRecovery.from_weights(**kwargs)
 
 
 def _transformer_options(spec: str, opts: list[str]) -> dict:

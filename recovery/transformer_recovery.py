@@ -16,7 +16,7 @@ from codec.safe_weights import check_state, file_checksum, read_weights, save_we
 from codec.tokens import MAX_TRAIN_RATIO, FrameHistory, LossyTokenGrid, nearest_codes, nearest_in_cells
 
 from .base import RecoveryError, check_inputs
-from .baselines import NeighbourRecovery, PreviousRecovery
+from .baselines import PreviousRecovery
 from .transformer import MaskedTokenTransformer, TransformerConfig
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "transformer.safetensors"
@@ -110,11 +110,9 @@ class TransformerRecovery:
 
     def __init__(self, model: MaskedTokenTransformer, steps: int = DEFAULT_STEPS, temperature: float = 0.0,
                  seed: int = 0, precision: str = "auto", checksum: str | None = None,
-                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW, device: str = "auto",
-                 name: str = "transformer"):
+                 decision: str = "mmse", window: int | None = DEFAULT_WINDOW, device: str = "auto"):
         """`precision` and `device` as in codec.hardware.resolve (auto: bf16 only where native).
         A temporal model (its config says so) also reads the stream's previous frame."""
-        self.name = name
         if steps < 1:
             raise RecoveryError(f"decoding steps must be >= 1, got {steps}")
         if decision not in DECISIONS:
@@ -209,15 +207,15 @@ class TransformerRecovery:
         previous = None
         prior = history.previous if history is not None else None
         if self.model.config.temporal:
-            if prior is None or prior.shape != lossy.grid.shape or prior.level != level:
-                # a stream's first frame: the temporal model's spatial part, trained only beside a
-                # previous frame, fills worse than `neighbour` (akiyo's frame 0 at 20% loss:
-                # 15.11 dB against 16.79), and a P-frame keeps that fill until the refresh
-                return NeighbourRecovery().recover(lossy, codebook)
-            if missing.mean() > MAX_TRAIN_RATIO:
-                # more lost than it ever saw in training (a whole frame, usually): its guesses there
-                # are worse than copying (carphone at 40% loss, frames wholly lost: 14.5-17 dB
-                # against `previous`'s 17.6-18.9)
+            usable = prior is not None and prior.shape == lossy.grid.shape and prior.level == level
+            if not usable or missing.mean() > MAX_TRAIN_RATIO:
+                # outside what it was trained on, `previous` does better, and falls back to
+                # `neighbour` itself where there is no previous frame. A stream's first frame: the
+                # model's spatial part, trained only beside a previous frame, filled akiyo's frame 0
+                # at 20% loss at 15.11 dB against neighbour's 16.79, and a P-frame keeps that fill
+                # until the refresh. More lost than training ever masked (a whole frame, usually):
+                # its guesses were worse than copying (carphone at 40% loss, frames wholly lost:
+                # 14.5-17 dB against `previous`'s 17.6-18.9)
                 return PreviousRecovery().recover(lossy, codebook, history)
             previous = torch.from_numpy(prior.indices)
         for step in range(self.steps):

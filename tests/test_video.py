@@ -270,7 +270,7 @@ def test_the_temporal_recovery_reads_the_history_it_is_handed():
     model = MaskedTokenTransformer(TransformerConfig(levels=(16,), n_layer=1, n_head=2, n_embd=16, max_side=8,
                                                      temporal=True))
     torch.nn.init.normal_(model.prev_in.weight, std=2.0)
-    method = TransformerRecovery(model, decision="argmax", precision="fp32", window=None, name="temporal")
+    method = TransformerRecovery(model, decision="argmax", precision="fp32", window=None)
     rng = np.random.default_rng(3)
     missing = rng.random((6, 6)) < 0.4
     lossy = LossyTokenGrid(TokenGrid(rng.integers(0, 16, (6, 6)), 16, (96, 96)), missing)

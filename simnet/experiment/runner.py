@@ -196,9 +196,9 @@ def frames_to_repair(records: list[dict]) -> None:
                 r["frames_to_repair"] = clean_at - r["frame"] if clean_at is not None else None
 
 
-def temporal_fields(f: EncodedFrame, scenario: Scenario) -> dict:
+def temporal_fields(f: EncodedFrame, temporal: bool) -> dict:
     """A temporal stream's per-frame fields: its type, bits and share of tokens updated."""
-    if scenario.codec.temporal is None:
+    if not temporal:
         return {}
     return {"frame_type": f.sent.frame_type, "changed_share": f.sent.extra.get("changed_share"),
             "bits_payload": f.payload_bytes * 8, "bits_wire": sum(len(p) for p in f.packets) * 8, "frame": int(f.sent.index)}
@@ -238,7 +238,7 @@ def run_scenario(scenario: Scenario, setup: Setup, writer: ResultsWriter, image_
                     "bpp_wire": sum(len(p) for p in f.packets) * 8 / pixels,
                     **f.lossless_quality, "latency_ms_p50": None, "latency_ms_p95": None,
                     "packets": len(f.packets), **colour_fields(f, f.chroma is not None),
-                    **coarse_fields(f, scenario.packets.coarse), **temporal_fields(f, scenario)})
+                    **coarse_fields(f, scenario.packets.coarse), **temporal_fields(f, scenario.codec.temporal is not None)})
     runs = []
     points = [(rate, s) for rate in rates for s in range(seeds)] if points is None else points
     total, done = len(points), 0
@@ -292,9 +292,7 @@ def _score_frames(setup: Setup, receiver: StreamReceiver, coarse: int, encoded, 
                   **colour_fields(f, chroma is not None), **coarse_fields(f, coarse, lossy)}
         lost = lossy.missing
         if temporal:
-            common.update(frame_type=f.sent.frame_type, changed_share=f.sent.extra.get("changed_share"),
-                          bits_payload=f.payload_bytes * 8, bits_wire=sum(len(p) for p in f.packets) * 8,
-                          tokens_lost=int(lost.sum()), shown=True)
+            common.update(**temporal_fields(f, temporal), tokens_lost=int(lost.sum()), shown=True)
         if image_dir is not None and i < EXAMPLE_FRAMES:
             save_rgb(lost_token_overlay(lossless, lost), image_dir / f"f{i}-r{rate:g}-mask.png", FAST_PNG)
         # one decode per distinct grid: methods that fill alike (none and neighbour on a frame

@@ -31,7 +31,6 @@ class TokenArrival:
     lossy: LossyTokenGrid
     chroma: ColourPlane | None
     changed: np.ndarray | None = None  # a P-frame's changed positions (False where lost)
-    reference: int | None = None  # the frame a P-frame updates
 
     @property
     def lost(self) -> np.ndarray:
@@ -193,7 +192,9 @@ class VQStreamCodec:
 
     def recover(self, arrival: TokenArrival, method, history: FrameHistory | None = None) -> np.ndarray:
         """The frame's complete grid: the lost tokens filled by the recovery `method`."""
-        lossy = self.present(arrival, history)
+        return self._fill(self.present(arrival, history), method, history)
+
+    def _fill(self, lossy: LossyTokenGrid, method, history: FrameHistory | None) -> np.ndarray:
         if not lossy.missing.any():
             return lossy.grid.indices
         return method.recover(lossy, self.image_codec.codebook(lossy.grid.level), history=history)
@@ -208,8 +209,8 @@ class VQStreamCodec:
         return self.image_codec.decode(TokenGrid(filled, grid.level, grid.image_size), lost, arrival.chroma)
 
     def decode(self, arrival: TokenArrival, method, history: FrameHistory | None = None) -> DecodedFrame:
-        filled = self.recover(arrival, method, history)
         lossy = self.present(arrival, history)
+        filled = self._fill(lossy, method, history)
         stale = self.stale(arrival, history)
         rgb = self.render(arrival, filled, method.conceal, lossy.missing)
         guessed = lossy.missing.any() or (stale is not None and stale.any())
@@ -274,7 +275,7 @@ class TokenReassembly:
         update = self.depack.update(stream, frame)
         self.depack.forget(stream, frame)
         if update is not None:
-            return TokenArrival(frame, lossy, chroma, update[1], update[0])
+            return TokenArrival(frame, lossy, chroma, update[1])
         return TokenArrival(frame, lossy, chroma)
 
     def _from_packets(self, frame: int) -> LossyTokenGrid:
